@@ -7,7 +7,8 @@ import pytest
 from autograd.scipy.special import erf
 from scipy import integrate
 
-from copyaverage import erf_activation, get_activation, pair_interaction
+from copyaverage import (erf_activation, get_activation, monte_carlo_pair_interaction,
+                         pair_interaction)
 from copyaverage.activations import Activation
 from copyaverage.gaussian import _quadrature_pair
 
@@ -30,19 +31,12 @@ def _pairs(seed=0):
     ]
 
 
-def _mc_pair(act, w, v, seed):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((MC_SAMPLES, w.size))
-    prod = np.asarray(act(X @ w)) * np.asarray(act(X @ v))
-    return prod.mean(), prod.std(ddof=1) / math.sqrt(MC_SAMPLES)
-
-
 @pytest.mark.parametrize("name", ["erf", "erf_plain", "relu", "tanh", "gelu"])
 def test_pair_interaction_matches_monte_carlo(name):
     act = get_activation(name)
     for i, (w, v) in enumerate(_pairs()):
         exact = pair_interaction(w[None], v[None], act)[0, 0]
-        mean, se = _mc_pair(act, w, v, seed=i)
+        mean, se = monte_carlo_pair_interaction(w, v, act, samples=MC_SAMPLES, seed=i)
         assert abs(exact - mean) < 5 * se + 1e-12, (name, i, exact, mean, se)
 
 

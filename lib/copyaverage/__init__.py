@@ -6,7 +6,7 @@ NeurIPS 2023).
 """
 
 from .activations import ACTIVATIONS, Activation, erf_activation, get_activation
-from .gaussian import pair_interaction
+from .gaussian import monte_carlo_pair_interaction, pair_interaction
 from .loss import gradient, hessian, monte_carlo_loss, pack, population_loss, unpack
 from .teacher import Teacher
 
@@ -21,6 +21,7 @@ __all__ = [
     "gradient",
     "hessian",
     "monte_carlo_loss",
+    "monte_carlo_pair_interaction",
     "pack",
     "pair_interaction",
     "population_loss",

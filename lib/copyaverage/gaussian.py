@@ -39,7 +39,7 @@ from autograd.extend import defvjp, primitive
 
 from .activations import Activation, get_activation
 
-__all__ = ["pair_interaction", "QUADRATURE_MAX_NODES"]
+__all__ = ["pair_interaction", "monte_carlo_pair_interaction", "QUADRATURE_MAX_NODES"]
 
 #: Largest number of quadrature nodes per dimension (the cost grows as its square).
 QUADRATURE_MAX_NODES = 1201
@@ -273,3 +273,24 @@ def _quadrature_pair(W1, W2, act):
     p = anp.sum(W1**2, axis=1)[:, None] + zeros
     q = anp.sum(W2**2, axis=1)[None, :] + zeros
     return _moment(p, q, c, 0, 0, act)
+
+
+def monte_carlo_pair_interaction(w, v, activation: str | Activation,
+                                 samples: int = 1_000_000, seed: int = 0):
+    """Monte Carlo estimate of E[sigma(w.x) sigma(v.x)] for two vectors w, v (d,).
+
+    Returns
+    -------
+    (mean, standard_error) : tuple of float
+    """
+    act = get_activation(activation)
+    w = np.asarray(w, dtype=float)
+    v = np.asarray(v, dtype=float)
+    if w.ndim != 1 or w.shape != v.shape:
+        raise ValueError(f"w and v must be vectors of one length, got shapes {w.shape}, {v.shape}")
+    if samples < 2:
+        raise ValueError(f"samples must be >= 2, got {samples}")
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((samples, w.size))
+    prod = np.asarray(act(X @ w)) * np.asarray(act(X @ v))
+    return float(prod.mean()), float(prod.std(ddof=1) / math.sqrt(samples))
