@@ -7,7 +7,7 @@ HTML   := _build/html
 SHELL       := bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: venv test book clean
+.PHONY: venv test book test-book clean
 
 # Re-install only when the declared dependencies change.
 venv: $(VENV)/.stamp
@@ -30,6 +30,26 @@ book: venv
 	@if grep -rlE --include='*.html' 'class="[^"]*output (traceback|stderr)' $(HTML); then \
 		echo "FAILED: the pages above show a traceback or stderr output" >&2; exit 1; fi
 	@echo "Book: $(CURDIR)/$(HTML)/index.html"
+
+# Real-browser check of the built book: Debian's Chromium driven by Playwright, MathJax
+# served from a local copy (these machines reach no CDN). Screenshots: _build/screenshots.
+MATHJAX := .cache/mathjax/package/es5/tex-mml-chtml.js
+
+test-book: venv $(VENV)/.browser-stamp $(MATHJAX)
+	@if [ ! -f $(HTML)/index.html ]; then $(MAKE) book; fi
+	$(BIN)/python scripts/browser_check.py --html $(HTML)
+
+$(VENV)/.browser-stamp: $(VENV)/.stamp
+	$(BIN)/python -m pip install -e ".[browser]"
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; fi
+	touch $@
+
+$(MATHJAX):
+	@command -v npm >/dev/null || { echo "test-book needs npm (apt-get install npm) to fetch MathJax" >&2; exit 1; }
+	mkdir -p .cache/mathjax
+	cd .cache/mathjax && npm pack --silent mathjax@3.2.2 && tar xzf mathjax-3.2.2.tgz
 
 clean:
 	rm -rf _build book/*.ipynb
