@@ -1,0 +1,350 @@
+"""Classify end points of gradient flow by their order parameters.
+
+For a unit-orthonormal teacher (v_j orthonormal, a*_j = 1) and a student with
+n < k neurons, an end point (a, W) is described by the cosines
+u_ij = w_i . v_j / |w_i| of each student neuron with each teacher neuron, the
+norms |w_i| and the outgoing weights a_i. :func:`classify` puts it in one of
+four classes (the labels are module constants):
+
+``CA_OPTIMUM`` ("CA optimum")
+    A copy-average (CA) configuration -- the student neurons split the teacher
+    neurons into groups, each student neuron pointing exactly along the sum of
+    its group (equal cosines 1/sqrt(m) with the m teacher neurons of its
+    group, none with the others) -- with n - 1 groups of one (copies) and one
+    group of k - n + 1 (the average), *and* a loss equal to the loss of the
+    optimal such configuration (every neuron the optimal one-neuron student of
+    its group).
+``OTHER_CA`` ("other CA")
+    A CA configuration with other group sizes, or with the right sizes but a
+    different loss (a neuron at a non-optimal one-neuron critical point).
+``PERTURBED_COPY`` ("perturbed copy")
+    Not CA, but every student neuron mostly copies its own teacher neuron:
+    its largest |cosine| is at least ``copy_cosine`` and these teacher neurons
+    are all different.
+``OTHER`` ("other")
+    Anything else.
+
+Thresholds (all arguments of :func:`classify`, defaults in
+:data:`DEFAULT_THRESHOLDS` per activation):
+
+``ca_tol``
+    A neuron belongs to a CA configuration if the cosine between w_i and the
+    sign-matched sum of its best group, sum_{j in S_i} sign(u_ij) v_j / sqrt(m),
+    is at least 1 - ca_tol, and a_i u_ij > 0 on its group (it adds, not
+    subtracts, the teacher neurons it averages; invariant under the
+    (a_i, w_i) -> (-a_i, -w_i) symmetry of odd activations). The best group of
+    neuron i is the set of its m largest |u_ij|, with m maximising that cosine.
+    Default 1e-6 for erf (end points converged to |grad| <= 1e-12 are CA to
+    ~1e-12 or not at all) and 1e-2 for ReLU, whose CA configurations are not
+    exactly critical (the paper's "or nearby").
+``loss_rtol``
+    Relative loss agreement with the optimal CA configuration: 1e-8 for erf,
+    2e-2 for ReLU.
+``copy_cosine``
+    0.9 (above 1/sqrt(2), so an average of two or more teacher neurons never
+    passes for a copy).
+
+The optimal one-neuron student for a group of m orthonormal teacher neurons
+points along their sum; its norm and outgoing weight come from
+:func:`copyaverage.one_neuron.one_neuron_solution` when that module is
+available, else from a one-dimensional minimisation over the norm here
+(:func:`group_optimum`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from .activations import Activation, get_activation
+from .gaussian import pair_interaction
+from .loss import check_student, population_loss
+from .teacher import Teacher
+
+__all__ = [
+    "CA_OPTIMUM",
+    "OTHER_CA",
+    "PERTURBED_COPY",
+    "OTHER",
+    "LABELS",
+    "DEFAULT_THRESHOLDS",
+    "Classification",
+    "classify",
+    "group_optimum",
+    "ca_optimum_loss",
+    "ca_configuration",
+]
+
+CA_OPTIMUM = "CA optimum"
+OTHER_CA = "other CA"
+PERTURBED_COPY = "perturbed copy"
+OTHER = "other"
+LABELS = (CA_OPTIMUM, OTHER_CA, PERTURBED_COPY, OTHER)
+
+#: Default thresholds by activation kind (see the module docstring).
+DEFAULT_THRESHOLDS = {
+    "erf": dict(ca_tol=1e-6, loss_rtol=1e-8, copy_cosine=0.9),
+    "relu": dict(ca_tol=1e-2, loss_rtol=2e-2, copy_cosine=0.9),
+    "quadrature": dict(ca_tol=1e-6, loss_rtol=1e-6, copy_cosine=0.9),
+}
+
+
+@dataclass
+class Classification:
+    """What :func:`classify` found.
+
+    Attributes
+    ----------
+    label : str
+        One of :data:`LABELS`.
+    reason : str
+        Why, in words.
+    cosines : ndarray (n, k)
+        u_ij = w_i . v_j / |w_i|.
+    norms : ndarray (n,)
+        |w_i|.
+    groups : list of tuple of int, or None
+        The teacher neurons of each student neuron when the end point is CA
+        (in student order), else None.
+    group_sizes : tuple of int, or None
+        Sorted sizes of the groups.
+    ca_residual : float
+        max_i (1 - cosine of w_i with its best group direction).
+    copy_cosine : ndarray (n,)
+        Largest |u_ij| of each student neuron.
+    loss : float
+    ca_optimum_loss : float
+        Loss of the optimal CA configuration (n - 1 copies, one average).
+    thresholds : dict
+    """
+
+    label: str
+    reason: str
+    cosines: np.ndarray
+    norms: np.ndarray
+    groups: list | None
+    group_sizes: tuple | None
+    ca_residual: float
+    copy_cosine: np.ndarray
+    loss: float
+    ca_optimum_loss: float
+    thresholds: dict = field(default_factory=dict)
+
+
+def _check_unit_orthonormal(teacher: Teacher):
+    if not isinstance(teacher, Teacher):
+        raise ValueError(f"teacher must be a copyaverage.Teacher, got {type(teacher).__name__}")
+    G = teacher.V @ teacher.V.T
+    if not (np.allclose(G, np.eye(teacher.k), atol=1e-12) and np.allclose(teacher.a, 1.0, atol=1e-12)):
+        raise ValueError("classification is defined for a unit-orthonormal teacher "
+                         "(orthonormal v_j and every a*_j = 1)")
+
+
+@lru_cache(maxsize=256)
+def _group_optimum_cached(m: int, act: Activation):
+    """(a, |w|, loss) of the best one-neuron student for m orthonormal teacher neurons."""
+    one = _from_one_neuron_module(m, act)
+    if one is not None:
+        return one
+    V = np.eye(m)
+    e = np.ones(m) / math.sqrt(m)
+    const = float(np.sum(pair_interaction(V, V, act)))
+
+    def reduced(r):
+        w = (r * e)[None, :]
+        gww = float(pair_interaction(w, w, act)[0, 0])
+        gwv = float(np.sum(pair_interaction(w, V, act)))
+        return gww, gwv
+
+    def loss_of(logr):
+        gww, gwv = reduced(math.exp(logr))
+        return const - gwv * gwv / gww
+
+    if act.kind == "relu":  # 1-homogeneous: only a |w| matters
+        r = 1.0
+    else:
+        best = min(np.linspace(-6, 6, 49), key=loss_of)
+        res = minimize_scalar(loss_of, bracket=(best - 0.25, best, best + 0.25),
+                              method="brent", tol=1e-12)
+        r = math.exp(res.x)
+    gww, gwv = reduced(r)
+    return gwv / gww, r, const - gwv * gwv / gww
+
+
+def _from_one_neuron_module(m, act):
+    """Use copyaverage.one_neuron.one_neuron_solution if the module exists."""
+    try:
+        from .one_neuron import one_neuron_solution  # written by the theory chapters
+    except ImportError:
+        return None
+    try:
+        T = Teacher.orthonormal(m)
+        a, W = one_neuron_solution(T, act)
+        a = float(np.ravel(a)[0])
+        w = np.ravel(W)
+        r = float(np.linalg.norm(w))
+        e = np.zeros(T.d)
+        e[:m] = 1 / math.sqrt(m)
+        if r == 0 or abs(w @ e) / r < 1 - 1e-9:
+            return None
+        if w @ e < 0:
+            a = -a
+        return a, r, float(population_loss(np.array([a]), (r * e)[None, :], T, act))
+    except Exception:  # noqa: BLE001 - any trouble there: use our own minimisation
+        return None
+
+
+def group_optimum(m: int, activation: str | Activation):
+    """The optimal one-neuron student for m orthonormal unit teacher neurons.
+
+    It points along the sum of the teacher vectors (by symmetry).
+
+    Returns
+    -------
+    (a, norm, loss) : tuple of float
+        Outgoing weight, |w|, and the loss L*(m) of that one-neuron problem.
+    """
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+        raise ValueError(f"m must be an integer >= 1, got {m!r}")
+    return _group_optimum_cached(int(m), get_activation(activation))
+
+
+def ca_configuration(groups, teacher: Teacher, activation: str | Activation):
+    """The CA configuration with the given groups, each neuron optimal for its group.
+
+    Parameters
+    ----------
+    groups : sequence of sequences of int
+        A partition of range(k); one student neuron per group.
+
+    Returns
+    -------
+    a : ndarray (n,), W : ndarray (n, d)
+    """
+    _check_unit_orthonormal(teacher)
+    act = get_activation(activation)
+    flat = sorted(j for g in groups for j in g)
+    if flat != list(range(teacher.k)) or any(len(g) == 0 for g in groups):
+        raise ValueError(f"groups must be a partition of range({teacher.k}), got {groups!r}")
+    a = np.empty(len(groups))
+    W = np.zeros((len(groups), teacher.d))
+    for i, g in enumerate(groups):
+        ai, r, _ = group_optimum(len(g), act)
+        a[i] = ai
+        W[i] = r * teacher.V[list(g)].sum(axis=0) / math.sqrt(len(g))
+    return a, W
+
+
+def ca_optimum_loss(n: int, teacher: Teacher, activation: str | Activation) -> float:
+    """Loss of the CA configuration with n - 1 copies and one average of k - n + 1."""
+    k = teacher.k
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n < k:
+        raise ValueError(f"n must be an integer with 1 <= n < k = {k}, got {n!r}")
+    groups = [(j,) for j in range(n - 1)] + [tuple(range(n - 1, k))]
+    a, W = ca_configuration(groups, teacher, activation)
+    return population_loss(a, W, teacher, activation)
+
+
+def classify(a, W, teacher: Teacher, activation: str | Activation, *,
+             ca_tol: float | None = None, loss_rtol: float | None = None,
+             copy_cosine: float | None = None, loss: float | None = None) -> Classification:
+    """Classify a student (a, W) as CA optimum, other CA, perturbed copy or other.
+
+    Parameters
+    ----------
+    a : array_like (n,), W : array_like (n, d)
+        The student, n < k.
+    teacher : Teacher
+        Unit-orthonormal.
+    activation : str or Activation
+    ca_tol, loss_rtol, copy_cosine : float, optional
+        Thresholds (module docstring); defaults from :data:`DEFAULT_THRESHOLDS`.
+    loss : float, optional
+        The loss at (a, W) if already known.
+
+    Returns
+    -------
+    Classification
+
+    Raises
+    ------
+    ValueError
+        For a teacher that is not unit-orthonormal, n >= k, bad shapes or
+        thresholds outside (0, 1).
+    """
+    _check_unit_orthonormal(teacher)
+    act = get_activation(activation)
+    a, W = check_student(a, W, teacher)
+    n, k = a.size, teacher.k
+    if n >= k:
+        raise ValueError(f"classification needs fewer student than teacher neurons, got n={n}, k={k}")
+    th = dict(DEFAULT_THRESHOLDS.get(act.kind, DEFAULT_THRESHOLDS["quadrature"]))
+    for name, val in [("ca_tol", ca_tol), ("loss_rtol", loss_rtol), ("copy_cosine", copy_cosine)]:
+        if val is not None:
+            if not (isinstance(val, (int, float)) and 0 < val < 1):
+                raise ValueError(f"{name} must be a number in (0, 1), got {val!r}")
+            th[name] = float(val)
+    L = population_loss(a, W, teacher, act) if loss is None else float(loss)
+    L_opt = ca_optimum_loss(n, teacher, act)
+
+    norms = np.linalg.norm(W, axis=1)
+    R = W @ teacher.V.T
+    safe = np.where(norms > 0, norms, 1.0)
+    U = R / safe[:, None]
+    absU = np.abs(U)
+    order = np.argsort(-absU, axis=1, kind="stable")
+    sorted_abs = np.take_along_axis(absU, order, axis=1)
+    cum = np.cumsum(sorted_abs, axis=1) / np.sqrt(np.arange(1, k + 1))[None, :]
+    m_best = np.argmax(cum, axis=1) + 1
+    best_cos = cum[np.arange(n), m_best - 1]
+    ca_residual = float(np.max(1.0 - best_cos)) if n else 0.0
+    groups = [tuple(sorted(order[i, :m_best[i]].tolist())) for i in range(n)]
+    signs_ok = all(np.all(a[i] * R[i, list(g)] > 0) for i, g in enumerate(groups))
+    alive = bool(np.all(norms > 0) and np.all(a != 0))
+    covered = sorted(j for g in groups for j in g)
+    partition = covered == list(range(k))
+    copy_cos = sorted_abs[:, 0]
+
+    def result(label, reason, is_ca):
+        return Classification(
+            label=label, reason=reason, cosines=U, norms=norms,
+            groups=groups if is_ca else None,
+            group_sizes=tuple(sorted(len(g) for g in groups)) if is_ca else None,
+            ca_residual=ca_residual, copy_cosine=copy_cos, loss=L, ca_optimum_loss=L_opt,
+            thresholds=th)
+
+    if alive and signs_ok and partition and ca_residual <= th["ca_tol"]:
+        sizes = sorted(len(g) for g in groups)
+        optimal_sizes = [1] * (n - 1) + [k - n + 1]
+        rel = abs(L - L_opt) / max(abs(L_opt), 1e-300)
+        if sizes == optimal_sizes and rel <= th["loss_rtol"]:
+            return result(CA_OPTIMUM, f"n-1 copies and one average of {k - n + 1}, "
+                          f"loss within {rel:.1e} of the CA optimum", True)
+        if sizes == optimal_sizes:
+            return result(OTHER_CA, f"CA with optimal group sizes, but loss differs from the "
+                          f"CA optimum by {rel:.1e} (relative)", True)
+        return result(OTHER_CA, f"CA with group sizes {tuple(sizes)}", True)
+    best_teacher = order[:, 0]
+    copy_signs = a * R[np.arange(n), best_teacher] > 0
+    if (alive and np.all(copy_cos >= th["copy_cosine"]) and np.all(copy_signs)
+            and len(set(best_teacher.tolist())) == n):
+        return result(PERTURBED_COPY, f"every neuron copies its own teacher neuron "
+                      f"(smallest cosine {copy_cos.min():.4f})", False)
+    why = []
+    if not alive:
+        why.append("a neuron is silent (a_i = 0 or w_i = 0)")
+    if ca_residual > th["ca_tol"]:
+        why.append(f"not CA (residual {ca_residual:.1e})")
+    elif not partition:
+        why.append("groups do not partition the teacher neurons")
+    elif not signs_ok:
+        why.append("a neuron subtracts part of its group")
+    if copy_cos.min() < th["copy_cosine"]:
+        why.append(f"smallest copy cosine {copy_cos.min():.3f} < {th['copy_cosine']}")
+    elif len(set(best_teacher.tolist())) < n:
+        why.append("two neurons copy the same teacher neuron")
+    return result(OTHER, "; ".join(why) or "no class fits", False)

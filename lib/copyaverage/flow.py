@@ -1,0 +1,678 @@
+"""Gradient flow on the population loss, from an initialization to a critical point.
+
+:func:`gradient_flow` follows d theta / dt = -grad L(theta), theta = (a, W),
+with an ODE solver until the flow has (nearly) settled, then finishes with
+Newton's method until the gradient norm is at round-off level. The result
+records the end point, its gradient norm and Hessian spectrum, a trajectory
+sampled on a logarithmic time grid, and timings and solver statistics.
+
+How the flow is followed
+------------------------
+The ODE is stiff: the Hessian's eigenvalues spread over many decades (from
+~1e3 down to ~1e-6 at the end points of the k = 50 experiments), and the flow
+crawls along plateaus near saddles. We step scipy's ODE solver objects
+(:class:`scipy.integrate.OdeSolver`, the machinery behind
+:func:`scipy.integrate.solve_ivp`) one step at a time, so that the criteria
+below can be checked between steps. Methods (option ``method``):
+
+``"auto"`` (default)
+    :class:`copyaverage.rkc.RKC`, a stabilized explicit Runge-Kutta-Chebyshev
+    solver (cheap: s gradients per step, no Hessian, no factorization), while
+    its steps cost less than an implicit step; when the flow enters a very
+    stiff tail (many stages per step), scipy's ``BDF`` with the exact Hessian
+    as Jacobian takes over. The switch compares the measured cost of the RKC
+    stages with the measured cost of one Hessian and one LU factorization.
+``"rkc"``, ``"bdf"``, ``"lsoda"``, ``"radau"``
+    One solver throughout (the implicit ones with the exact Hessian as
+    Jacobian; closed forms of :mod:`copyaverage.derivatives`).
+
+When the ODE stops and Newton takes over
+----------------------------------------
+Whenever the gradient norm first drops below ``switch_gradient`` (and then
+below each further tenfold smaller level) the Hessian is tested for positive
+definiteness by a Cholesky factorization. If it is positive definite, the flow
+is in the basin of a nearby minimum and Newton's method polishes: steps
+-(H + mu I)^{-1} g with a tiny shift mu = 1e-12 max|H| (it keeps Cholesky
+usable where ReLU's rescaling symmetry gives exact zero modes), with a
+backtracking line search on the loss. Guards against a Newton jump to a
+*different* critical point than the flow's: every Newton iterate must again
+have a positive definite Hessian and a loss that is not higher than the
+previous one (within round-off); the total distance moved must stay below
+``max_polish_distance``. If a guard trips, the Newton attempt is discarded and
+the flow resumes from the switch point with a hundredfold smaller
+``switch_gradient``. If the ODE reaches ``t_max`` or ``max_time`` without a
+positive definite Hessian (a degenerate or saddle end point), a final
+Newton-type iteration on the gradient (pseudo-inverse of H through its
+eigendecomposition, line search on |g|) tries to land on the critical point
+there; the result reports the Hessian spectrum, so such end points are
+recognizable.
+
+Convergence
+-----------
+``converged`` is True only when the final gradient norm (Euclidean norm of the
+full gradient with respect to theta) is at most ``tol``. Defaults: 1e-12 for
+erf (the paper's bound was 5e-8); 1e-10 for ReLU, whose loss is only twice
+differentiable where a student neuron copies a teacher neuron, so that Newton
+converges there only linearly and the round-off floor is higher; 1e-10 for the
+quadrature activations. A run that does not reach ``tol`` has
+``converged = False`` and a message saying why; it must never be counted as a
+solution.
+
+Initializations
+---------------
+:func:`initialize` draws (a0, W0) from a seed: ``"gaussian"`` (every weight
+N(0, std^2), std = 0.1 by default) or ``"glorot"`` (Glorot-normal: a weight of
+a layer with fan_in inputs and fan_out outputs has std
+sqrt(2 / (fan_in + fan_out)); the first layer maps d inputs to n neurons, so
+W has std sqrt(2 / (d + n)); the second maps n neurons to 1 output, so a has
+std sqrt(2 / (n + 1))). W is drawn first, then a, from
+``numpy.random.default_rng(seed)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg as sla
+from scipy.integrate import BDF, LSODA, Radau
+
+from .activations import Activation, get_activation
+from .derivatives import Objective
+from .loss import check_student, pack, unpack
+from .rkc import RKC
+from .teacher import Teacher
+
+__all__ = [
+    "FlowResult",
+    "Trajectory",
+    "gradient_flow",
+    "initialize",
+    "default_tolerance",
+    "METHODS",
+    "SCHEMES",
+]
+
+METHODS = ("auto", "rkc", "bdf", "lsoda", "radau")
+SCHEMES = ("gaussian", "glorot")
+_SCIPY_SOLVERS = {"bdf": BDF, "lsoda": LSODA, "radau": Radau}
+
+
+# --------------------------------------------------------------- results ---
+@dataclass
+class Trajectory:
+    """The flow sampled on a logarithmic time grid (about ``per_decade`` points
+    per decade of t, plus t = 0 and the last ODE point).
+
+    Attributes
+    ----------
+    t : ndarray, shape (m,)
+        Flow times (t = 0 is the initialization).
+    loss : ndarray, shape (m,)
+    grad_norm : ndarray, shape (m,)
+    theta : ndarray, shape (m, n (1 + d)) or None
+        The parameters pack(a, W) at those times (None when not recorded).
+    """
+
+    t: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    theta: np.ndarray | None = None
+
+    def a(self, n: int) -> np.ndarray:
+        """Outgoing weights along the trajectory, shape (m, n)."""
+        return self.theta[:, :n]
+
+    def W(self, n: int) -> np.ndarray:
+        """Incoming vectors along the trajectory, shape (m, n, d)."""
+        return self.theta[:, n:].reshape(len(self.t), n, -1)
+
+
+@dataclass
+class FlowResult:
+    """The end point of :func:`gradient_flow` and how it was reached.
+
+    Attributes
+    ----------
+    a : ndarray (n,)
+    W : ndarray (n, d)
+    loss : float
+        Population loss at (a, W).
+    grad_norm : float
+        Euclidean norm of the gradient with respect to theta = (a, W).
+    converged : bool
+        True only if ``grad_norm <= tol``.
+    tol : float
+    hessian_eigenvalues : ndarray (n (1 + d),) or None
+        Ascending eigenvalues of the Hessian at the end point.
+    trajectory : Trajectory
+    t_end : float
+        Flow time at which the ODE stopped.
+    status : str
+        ``"converged"``, ``"not converged"`` or ``"failed"``.
+    message : str
+        What happened, in words.
+    polish : str
+        ``"newton"`` (from a point with positive definite Hessian),
+        ``"critical"`` (final pseudo-inverse Newton iteration) or ``"none"``.
+    polish_distance : float
+        Euclidean distance in theta moved by the Newton polish.
+    polish_loss_change : float
+        Loss after the polish minus the loss where it started (<= 0 up to round-off).
+    stats : dict
+        Solver statistics: ``ode_steps``, ``ode_rejected``, ``nfev``, ``njev``,
+        ``nlu``, ``rkc_stages``, ``switch_checks``, ``newton_iterations``,
+        ``newton_restarts``, ``methods`` (solvers used, in order).
+    timings : dict
+        Wall-clock seconds: ``ode``, ``polish``, ``eigenvalues``, ``total``.
+    options : dict
+        The options the run used (after defaults were filled in).
+    """
+
+    a: np.ndarray
+    W: np.ndarray
+    loss: float
+    grad_norm: float
+    converged: bool
+    tol: float
+    hessian_eigenvalues: np.ndarray | None
+    trajectory: Trajectory
+    t_end: float
+    status: str
+    message: str
+    polish: str = "none"
+    polish_distance: float = 0.0
+    polish_loss_change: float = 0.0
+    stats: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def theta(self) -> np.ndarray:
+        return pack(self.a, self.W)
+
+    @property
+    def n(self) -> int:
+        return self.a.size
+
+    @property
+    def min_eigenvalue(self) -> float:
+        """Smallest Hessian eigenvalue (nan if not computed)."""
+        ev = self.hessian_eigenvalues
+        return float(ev[0]) if ev is not None and len(ev) else float("nan")
+
+    def __repr__(self) -> str:
+        return (f"FlowResult(n={self.n}, loss={self.loss:.12g}, grad_norm={self.grad_norm:.2e}, "
+                f"converged={self.converged}, t_end={self.t_end:.3g}, "
+                f"time={self.timings.get('total', float('nan')):.2f}s)")
+
+
+# --------------------------------------------------------- initialization --
+def _check_int(x, name, minimum):
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {x!r}")
+    return int(x)
+
+
+def initialize(n: int, teacher: Teacher, scheme: str = "gaussian", seed: int = 0,
+               std: float = 0.1):
+    """Random initial student (a0, W0), reproducible from a seed.
+
+    Parameters
+    ----------
+    n : int, n >= 1
+        Number of student neurons.
+    teacher : Teacher
+        Fixes the input dimension d.
+    scheme : {"gaussian", "glorot"}
+        ``"gaussian"``: every weight N(0, std^2). ``"glorot"``: Glorot-normal,
+        W ~ N(0, 2 / (d + n)) (first layer: fan_in d, fan_out n) and
+        a ~ N(0, 2 / (n + 1)) (second layer: fan_in n, fan_out 1).
+    seed : int, >= 0
+        Seed of ``numpy.random.default_rng``; W is drawn first, then a.
+    std : float
+        Standard deviation for ``"gaussian"`` (default 0.1); ignored for Glorot.
+
+    Returns
+    -------
+    a0 : ndarray (n,), W0 : ndarray (n, d)
+    """
+    n = _check_int(n, "n", 1)
+    seed = _check_int(seed, "seed", 0)
+    if not isinstance(teacher, Teacher):
+        raise ValueError(f"teacher must be a copyaverage.Teacher, got {type(teacher).__name__}")
+    d = teacher.d
+    if scheme == "gaussian":
+        if not (isinstance(std, (int, float)) and math.isfinite(std) and std > 0):
+            raise ValueError(f"std must be a positive finite number, got {std!r}")
+        std_W = std_a = float(std)
+    elif scheme == "glorot":
+        std_W = math.sqrt(2.0 / (d + n))
+        std_a = math.sqrt(2.0 / (n + 1))
+    else:
+        raise ValueError(f"unknown initialization scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+    rng = np.random.default_rng(seed)
+    W0 = rng.normal(0.0, std_W, size=(n, d))
+    a0 = rng.normal(0.0, std_a, size=n)
+    return a0, W0
+
+
+def default_tolerance(activation: str | Activation) -> float:
+    """Default gradient-norm tolerance: 1e-12 for erf, 1e-10 otherwise (see module doc)."""
+    return 1e-12 if get_activation(activation).kind == "erf" else 1e-10
+
+
+# ------------------------------------------------------------- internals ---
+class _Counter:
+    """Objective wrapper that counts and times gradient and Hessian calls and
+    remembers the last gradient (the ODE solvers and the checks share it)."""
+
+    def __init__(self, ob: Objective):
+        self.ob = ob
+        self.n_grad = self.n_hess = 0
+        self.t_grad = self.t_hess = 0.0
+        self._last_y = None
+        self._last_g = None
+        self._last_L = None
+
+    def loss_and_gradient(self, y):
+        if self._last_y is not None and np.array_equal(y, self._last_y):
+            return self._last_L, self._last_g
+        t0 = time.perf_counter()
+        L, g = self.ob.loss_and_gradient(y)
+        self.t_grad += time.perf_counter() - t0
+        self.n_grad += 1
+        self._last_y, self._last_L, self._last_g = np.array(y, copy=True), L, g
+        return L, g
+
+    def rhs(self, t, y):
+        return -self.loss_and_gradient(y)[1]
+
+    def hessian(self, y):
+        t0 = time.perf_counter()
+        H = self.ob.hessian(y)
+        self.t_hess += time.perf_counter() - t0
+        self.n_hess += 1
+        return H
+
+    def jac(self, t, y):
+        return -self.hessian(y)
+
+
+def _cholesky(H, shift):
+    """Cholesky factor of H + shift I, or None if that is not positive definite."""
+    A = H + shift * np.eye(H.shape[0])
+    try:
+        return sla.cho_factor(A, lower=False, overwrite_a=True, check_finite=False)
+    except sla.LinAlgError:
+        return None
+
+
+def _shift_for(H):
+    return 1e-12 * max(1.0, float(np.abs(H).max()))
+
+
+def _newton_polish(C: _Counter, theta, tol, max_iter, max_distance, deadline):
+    """Newton from a point with positive definite Hessian; see the module doc.
+
+    Returns (theta, ok, message, iterations, distance, losses).
+    """
+    L, g = C.loss_and_gradient(theta)
+    gn = float(np.linalg.norm(g))
+    losses = [L]
+    dist = 0.0
+    slow = 0
+    for it in range(1, max_iter + 1):
+        if gn <= tol:
+            return theta, True, "converged", it - 1, dist, losses
+        if time.perf_counter() > deadline:
+            return theta, False, "time limit during Newton", it - 1, dist, losses
+        H = C.hessian(theta)
+        if not np.all(np.isfinite(H)):
+            return theta, False, "non-finite Hessian", it - 1, dist, losses
+        fac = _cholesky(H, _shift_for(H))
+        if fac is None:
+            return theta, False, "Hessian not positive definite at a Newton iterate", it - 1, dist, losses
+        p = -sla.cho_solve(fac, g, check_finite=False)
+        slope = float(g @ p)
+        # round-off of L: it is a sum of terms as large as the teacher's constant term
+        slack = 64 * np.finfo(float).eps * (1.0 + abs(L) + abs(C.ob.const))
+        alpha = 1.0
+        while True:
+            trial = theta + alpha * p
+            try:
+                Lt, gt = C.loss_and_gradient(trial)
+            except ValueError:
+                Lt, gt = np.inf, None
+            gtn = float(np.linalg.norm(gt)) if gt is not None else np.inf
+            armijo = Lt <= L + 1e-4 * alpha * slope
+            roundoff = Lt <= L + slack and gtn < gn
+            if np.isfinite(Lt) and (armijo or roundoff):
+                break
+            alpha *= 0.5
+            if alpha < 1e-12:
+                return theta, False, "Newton line search failed (round-off floor reached)", it, dist, losses
+        dist += alpha * float(np.linalg.norm(p))
+        if dist > max_distance:
+            return theta, False, f"Newton moved farther than max_polish_distance={max_distance}", it, dist, losses
+        slow = slow + 1 if gtn > 0.5 * gn else 0
+        theta, L, g, gn = trial, Lt, gt, gtn
+        losses.append(L)
+        if slow >= 4 and gn <= 1e3 * tol:
+            return theta, gn <= tol, "Newton stagnated at the round-off floor", it, dist, losses
+    return theta, gn <= tol, "converged" if gn <= tol else "Newton iteration limit", max_iter, dist, losses
+
+
+def _critical_polish(C: _Counter, theta, tol, max_iter, deadline):
+    """Newton on grad L = 0 with the pseudo-inverse of H (any critical point)."""
+    L0, g = C.loss_and_gradient(theta)
+    gn = float(np.linalg.norm(g))
+    start = theta
+    for it in range(1, max_iter + 1):
+        if gn <= tol or time.perf_counter() > deadline:
+            break
+        H = C.hessian(theta)
+        lam, Q = np.linalg.eigh(H)
+        cut = 1e-10 * max(1.0, float(np.abs(lam).max()))
+        keep = np.abs(lam) > cut
+        p = -Q[:, keep] @ ((Q[:, keep].T @ g) / lam[keep])
+        alpha = 1.0
+        while alpha > 1e-8:
+            trial = theta + alpha * p
+            Lt, gt = C.loss_and_gradient(trial)
+            if np.linalg.norm(gt) < gn:
+                break
+            alpha *= 0.5
+        else:
+            break
+        theta, g, gn = trial, gt, float(np.linalg.norm(gt))
+    L1 = C.loss_and_gradient(theta)[0]
+    return theta, it, float(np.linalg.norm(theta - start)), L1 - L0
+
+
+class _Recorder:
+    """Keeps (t, loss, |g|, theta) on a geometric grid of times."""
+
+    def __init__(self, per_decade, keep_theta):
+        self.ratio = 10.0 ** (1.0 / per_decade) if per_decade > 0 else np.inf
+        self.keep_theta = keep_theta
+        self.rows = []
+        self.next_t = 0.0
+
+    def add(self, t, L, gn, theta, force=False):
+        if force or t >= self.next_t:
+            if self.rows and self.rows[-1][0] == t:
+                return
+            self.rows.append((t, L, gn, np.array(theta, copy=True) if self.keep_theta else None))
+            self.next_t = t * self.ratio if t > 0 else 0.0
+
+    def result(self):
+        t = np.array([r[0] for r in self.rows])
+        L = np.array([r[1] for r in self.rows])
+        gn = np.array([r[2] for r in self.rows])
+        theta = np.array([r[3] for r in self.rows]) if self.keep_theta else None
+        return Trajectory(t, L, gn, theta)
+
+
+def _validate_options(tol, method, rtol, atol, t_max, max_time, switch_gradient,
+                      max_polish_distance, max_newton_iterations, trajectory_per_decade):
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+    for name, val in [("tol", tol), ("rtol", rtol), ("atol", atol), ("t_max", t_max),
+                      ("max_time", max_time), ("switch_gradient", switch_gradient),
+                      ("max_polish_distance", max_polish_distance)]:
+        if isinstance(val, bool) or not isinstance(val, (int, float, np.floating, np.integer)):
+            raise ValueError(f"{name} must be a number, got {val!r}")
+        if math.isnan(val) or val <= 0:
+            raise ValueError(f"{name} must be positive, got {val!r}")
+    for name, val in [("tol", tol), ("rtol", rtol), ("atol", atol), ("switch_gradient", switch_gradient)]:
+        if not math.isfinite(val):
+            raise ValueError(f"{name} must be finite, got {val!r}")
+    _check_int(max_newton_iterations, "max_newton_iterations", 1)
+    _check_int(trajectory_per_decade, "trajectory_per_decade", 0)
+
+
+# ------------------------------------------------------------- the engine --
+def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
+                  tol: float | None = None,
+                  method: str = "auto",
+                  rtol: float = 1e-4,
+                  atol: float = 1e-7,
+                  t_max: float = 1e12,
+                  max_time: float = 3600.0,
+                  switch_gradient: float = 1e-4,
+                  max_polish_distance: float = 1.0,
+                  max_newton_iterations: int = 100,
+                  trajectory_per_decade: int = 10,
+                  record_parameters: bool = True,
+                  eigenvalues: bool = True) -> FlowResult:
+    """Follow gradient flow from (a0, W0) to a critical point of the population loss.
+
+    Parameters
+    ----------
+    a0 : array_like (n,), W0 : array_like (n, d)
+        Initial student; finite. Any n >= 1 (n < k is the paper's question,
+        but nothing here requires it).
+    teacher : Teacher
+    activation : str or Activation
+    tol : float, optional
+        Gradient-norm tolerance for ``converged``; default
+        :func:`default_tolerance` (1e-12 for erf, 1e-10 for ReLU and others).
+    method : {"auto", "rkc", "bdf", "lsoda", "radau"}
+        ODE solver (see the module docstring).
+    rtol, atol : float
+        Local error tolerances of the ODE solver (defaults 1e-4, 1e-7).
+    t_max : float
+        Largest flow time (default 1e12).
+    max_time : float
+        Wall-clock budget in seconds for the whole run (default 3600, the
+        authors' ODE budget); when it runs out the run ends not converged
+        (unless the polish finishes it).
+    switch_gradient : float
+        Gradient norm at which the first switch to Newton is tried (default 1e-4).
+    max_polish_distance : float
+        Largest distance in theta the Newton polish may move (default 1.0).
+    max_newton_iterations : int
+    trajectory_per_decade : int
+        Trajectory points per decade of flow time (0: only start and end).
+    record_parameters : bool
+        Keep theta along the trajectory (default True); else only t, loss, |g|.
+    eigenvalues : bool
+        Compute the Hessian spectrum at the end point (default True).
+
+    Returns
+    -------
+    FlowResult
+
+    Raises
+    ------
+    ValueError
+        For a bad teacher, activation, shapes, non-finite initial weights, an
+        unknown method, or non-positive tolerances and limits.
+    """
+    t_start = time.perf_counter()
+    act = get_activation(activation)
+    a0, W0 = check_student(a0, W0, teacher)
+    tol = default_tolerance(act) if tol is None else tol
+    _validate_options(tol, method, rtol, atol, t_max, max_time, switch_gradient,
+                      max_polish_distance, max_newton_iterations, trajectory_per_decade)
+    options = dict(tol=float(tol), method=method, rtol=float(rtol), atol=float(atol),
+                   t_max=float(t_max), max_time=float(max_time),
+                   switch_gradient=float(switch_gradient),
+                   max_polish_distance=float(max_polish_distance),
+                   max_newton_iterations=int(max_newton_iterations),
+                   trajectory_per_decade=int(trajectory_per_decade),
+                   record_parameters=bool(record_parameters), eigenvalues=bool(eigenvalues))
+    n, d = W0.shape
+    C = _Counter(Objective(teacher, act, n))
+    deadline = t_start + max_time
+    theta = pack(a0, W0)
+    rec = _Recorder(trajectory_per_decade, record_parameters)
+    stats = dict(ode_steps=0, ode_rejected=0, nfev=0, njev=0, nlu=0, rkc_stages=0,
+                 switch_checks=0, newton_iterations=0, newton_restarts=0, methods=[])
+    timings = dict(ode=0.0, polish=0.0, eigenvalues=0.0, total=0.0)
+
+    try:
+        L, g = C.loss_and_gradient(theta)
+    except ValueError as exc:
+        raise ValueError(f"cannot start gradient flow: {exc}") from None
+    rec.add(0.0, L, float(np.linalg.norm(g)), theta, force=True)
+
+    t = 0.0
+    check_level = float(switch_gradient)
+    polish_kind, polish_distance, polish_dL = "none", 0.0, 0.0
+    message = ""
+    failed = False
+    current = "rkc" if method == "auto" else method
+    solver = None
+    h_last = None
+    t_jac_cost = None  # measured seconds of one Hessian plus one factorization
+
+    while True:
+        if solver is None:
+            solver = _make_solver(current, C, t, theta, t_max, rtol, atol, h_last)
+            stats["methods"].append(current)
+        # ---------------- ODE: step until something needs deciding ---------
+        t_ode = time.perf_counter()
+        stop_reason, msg = None, None
+        while stop_reason is None:
+            if solver.status == "finished":
+                stop_reason = "t_max"
+                break
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    msg = solver.step()
+            except ValueError as exc:  # e.g. ReLU with some w_i = 0
+                stop_reason = f"ODE solver failed: {exc}"
+                break
+            if solver.status == "failed":
+                stop_reason = f"ODE solver failed: {msg}"
+                break
+            stats["ode_steps"] += 1
+            t, theta = solver.t, solver.y
+            L, g = C.loss_and_gradient(theta)
+            gn = float(np.linalg.norm(g))
+            rec.add(t, L, gn, theta)
+            if not np.isfinite(L):
+                stop_reason = "ODE solver failed: non-finite loss"
+            elif gn <= check_level:
+                stop_reason = "check"
+            elif time.perf_counter() > deadline:
+                stop_reason = "max_time"
+            elif current == "rkc" and method == "auto" and solver.stages > 50:
+                if t_jac_cost is None:
+                    t_jac_cost = _time_jacobian(C, theta)
+                t_grad = C.t_grad / max(C.n_grad, 1)
+                if solver.stages * t_grad > t_jac_cost:
+                    stop_reason = "switch"
+            if gn > 100 * check_level and check_level < switch_gradient:
+                check_level = min(float(switch_gradient), gn / 10)  # left a plateau
+        timings["ode"] += time.perf_counter() - t_ode
+
+        if stop_reason == "switch":
+            _collect(stats, solver, current)
+            h_last, solver, current = solver.h_abs, None, "bdf"
+            continue
+        if stop_reason.startswith("ODE solver failed"):
+            _collect(stats, solver, current)
+            failed, message = True, stop_reason
+            break
+
+        t_pol = time.perf_counter()
+        if stop_reason == "check":
+            # ---------- is the flow in the basin of a minimum? Newton ----------
+            stats["switch_checks"] += 1
+            H = C.hessian(theta)
+            if _cholesky(H, _shift_for(H)) is not None:
+                new, ok, why, its, dist, losses = _newton_polish(
+                    C, theta, tol, max_newton_iterations, max_polish_distance, deadline)
+                stats["newton_iterations"] += its
+                keep = ok or why == "time limit during Newton" or why.startswith("Newton stagnated")
+                if keep:
+                    polish_kind, polish_distance = "newton", dist
+                    polish_dL = losses[-1] - losses[0]
+                    rec.add(t, L, gn, theta, force=True)
+                    theta = new
+                    message = f"flow to t = {t:.3g}, then Newton ({its} iterations): {why}"
+                    timings["polish"] += time.perf_counter() - t_pol
+                    _collect(stats, solver, current)
+                    break
+                stats["newton_restarts"] += 1  # discard the Newton attempt, keep flowing
+                check_level = min(check_level, gn) / 100
+            else:
+                check_level = gn / 10
+            timings["polish"] += time.perf_counter() - t_pol
+            if time.perf_counter() <= deadline:
+                continue
+            stop_reason = "max_time"
+        # ---------- the ODE ran out (t_max or max_time): last resort ----------
+        _collect(stats, solver, current)
+        rec.add(t, L, gn, theta, force=True)
+        new, its, dist, dL = _critical_polish(C, theta, tol, max_newton_iterations,
+                                              time.perf_counter() + 0.1 * max_time)
+        stats["newton_iterations"] += its
+        polish_kind, polish_distance, polish_dL = "critical", dist, dL
+        theta = new
+        message = (f"ODE reached {stop_reason} (t = {t:.3g}) without a positive definite "
+                   f"Hessian; pseudo-inverse Newton on the gradient ({its} iterations)")
+        timings["polish"] += time.perf_counter() - t_pol
+        break
+
+    a, W = unpack(theta, n, d)
+    L, g = C.loss_and_gradient(theta)
+    gn = float(np.linalg.norm(g))
+    ev = None
+    if eigenvalues and np.all(np.isfinite(theta)):
+        t_ev = time.perf_counter()
+        try:
+            ev = sla.eigh(C.hessian(theta), eigvals_only=True, check_finite=False)
+        except (ValueError, sla.LinAlgError):
+            ev = None
+        timings["eigenvalues"] = time.perf_counter() - t_ev
+    converged = (not failed) and bool(np.isfinite(gn)) and gn <= tol
+    if failed:
+        status = "failed"
+    else:
+        status = "converged" if converged else "not converged"
+        if not converged:
+            message += f"; final gradient norm {gn:.2e} > tol {tol:.1e}"
+    stats["n_gradient_evaluations"] = C.n_grad
+    stats["n_hessian_evaluations"] = C.n_hess
+    timings["total"] = time.perf_counter() - t_start
+    return FlowResult(a=np.array(a), W=np.array(W), loss=float(L), grad_norm=gn,
+                      converged=bool(converged), tol=float(tol), hessian_eigenvalues=ev,
+                      trajectory=rec.result(), t_end=float(t), status=status, message=message,
+                      polish=polish_kind, polish_distance=float(polish_distance),
+                      polish_loss_change=float(polish_dL), stats=stats, timings=timings,
+                      options=options)
+
+
+def _time_jacobian(C: _Counter, theta):
+    """Seconds for one Hessian plus one LU factorization of its size (measured)."""
+    t0 = time.perf_counter()
+    H = C.hessian(theta)
+    sla.lu_factor(np.eye(H.shape[0]) + 1e-3 * H, check_finite=False)
+    return time.perf_counter() - t0
+
+
+def _make_solver(name, C: _Counter, t0, y0, t_max, rtol, atol, h_last):
+    kw = {}
+    if h_last is not None and np.isfinite(h_last) and h_last > 0:
+        kw["first_step"] = min(h_last, t_max - t0)
+    if name == "rkc":
+        return RKC(C.rhs, t0, y0, t_max, rtol=rtol, atol=atol, **kw)
+    cls = _SCIPY_SOLVERS[name]
+    return cls(C.rhs, t0, y0, t_max, rtol=rtol, atol=atol, jac=C.jac, **kw)
+
+
+def _collect(stats, solver, name):
+    stats["nfev"] += int(solver.nfev)
+    stats["njev"] += int(getattr(solver, "njev", 0))
+    stats["nlu"] += int(getattr(solver, "nlu", 0))
+    if name == "rkc":
+        stats["ode_rejected"] += int(solver.n_rejected)
+        stats["rkc_stages"] += int(solver.total_stages)

@@ -1,0 +1,225 @@
+"""Parallel sweeps of gradient-flow runs over a grid, through the result store.
+
+A run is described by a :class:`RunSpec` (activation, k, n, seed,
+initialization, d, std and flow options) with a unit-orthonormal teacher of k
+neurons in d = k + 1 dimensions unless d is given. :func:`sweep` loads every
+run already in the :class:`~copyaverage.store.ResultStore` and computes the
+others in parallel with joblib, with a tqdm progress bar. Results are saved by
+the calling process as they arrive, so an interrupted sweep loses only the
+runs in flight and resumes where it stopped.
+
+From the command line (``python -m copyaverage sweep --help``)::
+
+    python -m copyaverage sweep --activation erf --k 50 --n 1-49 \\
+        --seeds 0-19 --init glorot --jobs 2
+
+Threads: each worker process is limited to one BLAS/OpenMP thread
+(``joblib.parallel_config(inner_max_num_threads=1)``), so that 2 workers on 2
+cores do not fight over them.
+
+On a cluster: joblib's Dask backend sends the runs to Dask workers; only the
+process that calls :func:`sweep` touches the store, so the workers need no
+shared file system::
+
+    from dask.distributed import Client          # pip install "dask[distributed]"
+    client = Client("tcp://scheduler:8786")      # or dask_jobqueue.SLURMCluster(...)
+    sweep(specs, n_jobs=-1, backend="dask")
+
+or ``python -m copyaverage sweep ... --backend dask --scheduler tcp://scheduler:8786``.
+Start the Dask workers with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+MKL_NUM_THREADS=1`` and one thread per worker process (``--nthreads 1``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from itertools import product
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .flow import SCHEMES, FlowResult, gradient_flow, initialize
+from .store import ResultStore
+from .teacher import Teacher
+
+__all__ = ["RunSpec", "grid", "run", "sweep"]
+
+#: gradient_flow options a RunSpec may set.
+FLOW_OPTIONS = ("tol", "method", "rtol", "atol", "t_max", "max_time", "switch_gradient",
+                "max_polish_distance", "max_newton_iterations", "trajectory_per_decade",
+                "record_parameters", "eigenvalues")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One gradient-flow run: everything that determines its result.
+
+    Attributes
+    ----------
+    activation : str
+        A name in :data:`copyaverage.ACTIVATIONS`.
+    k : int
+        Teacher neurons (unit-orthonormal teacher).
+    n : int
+        Student neurons, n >= 1.
+    seed : int
+        Seed of the initialization.
+    init : {"gaussian", "glorot"}
+    d : int or None
+        Input dimension, default k + 1.
+    std : float
+        Standard deviation of the ``"gaussian"`` initialization.
+    options : tuple of (name, value) pairs
+        Options for :func:`~copyaverage.flow.gradient_flow` (sorted by name).
+    """
+
+    activation: str
+    k: int
+    n: int
+    seed: int
+    init: str = "gaussian"
+    d: int | None = None
+    std: float = 0.1
+    options: tuple = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; known: "
+                             f"{', '.join(sorted(ACTIVATIONS))}")
+        for name, lo in [("k", 1), ("n", 1), ("seed", 0)]:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if self.d is not None and (not isinstance(self.d, (int, np.integer)) or self.d < self.k):
+            raise ValueError(f"d must be an integer >= k = {self.k}, got {self.d!r}")
+        if self.init not in SCHEMES:
+            raise ValueError(f"unknown initialization scheme {self.init!r}; known: {', '.join(SCHEMES)}")
+        opts = dict(self.options)
+        unknown = set(opts) - set(FLOW_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown flow option(s) {sorted(unknown)}; known: {', '.join(FLOW_OPTIONS)}")
+        object.__setattr__(self, "options", tuple(sorted(opts.items())))
+        for name in ("k", "n", "seed"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+
+    @property
+    def dim(self) -> int:
+        return self.k + 1 if self.d is None else int(self.d)
+
+    def params(self) -> dict:
+        """The dictionary the store key is computed from."""
+        p = asdict(self)
+        p["d"] = self.dim
+        p["std"] = float(self.std) if self.init == "gaussian" else None
+        p["options"] = dict(self.options)
+        p["kind"] = "gradient_flow/unit-orthonormal-teacher"
+        return p
+
+    def teacher(self) -> Teacher:
+        return Teacher.orthonormal(self.k, self.dim)
+
+
+def grid(activation, k, n, seeds, init="gaussian", *, d=None, std=0.1, skip_n_ge_k=True,
+         **options) -> list[RunSpec]:
+    """All combinations of the given values (scalars or iterables) as RunSpecs.
+
+    ``skip_n_ge_k`` (default True) drops the combinations with n >= k (the paper
+    studies n < k).
+    """
+    def as_list(x):
+        return list(x) if isinstance(x, (list, tuple, range, np.ndarray)) else [x]
+
+    opts = tuple(sorted(options.items()))
+    specs = []
+    for act, kk, nn, s, ini in product(as_list(activation), as_list(k), as_list(n),
+                                       as_list(seeds), as_list(init)):
+        if skip_n_ge_k and nn >= kk:
+            continue
+        specs.append(RunSpec(act, kk, nn, s, ini, d, std, opts))
+    return specs
+
+
+def run(spec: RunSpec) -> FlowResult:
+    """Compute one run (no store)."""
+    T = spec.teacher()
+    a0, W0 = initialize(spec.n, T, spec.init, spec.seed, spec.std)
+    opts = dict(spec.options)
+    opts.setdefault("record_parameters", False)
+    return gradient_flow(a0, W0, T, spec.activation, **opts)
+
+
+def _run_indexed(i, spec):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # for processes started after this one
+    return i, run(spec)
+
+
+def sweep(specs, *, store: ResultStore | str | None = None, n_jobs: int = 2,
+          backend: str | None = None, progress: bool = True, recompute: bool = False,
+          desc: str = "gradient flows") -> list[FlowResult]:
+    """Run (or load) every spec; return the results in the order of ``specs``.
+
+    Parameters
+    ----------
+    specs : iterable of RunSpec
+    store : ResultStore or path, optional
+        Default ``ResultStore()`` (see :func:`copyaverage.store.default_store_dir`).
+    n_jobs : int
+        Parallel workers (joblib; -1 for all cores). 1 runs in this process.
+    backend : str, optional
+        joblib backend, e.g. ``"loky"`` (default) or ``"dask"``.
+    progress : bool
+        Show a tqdm progress bar (default True).
+    recompute : bool
+        Ignore stored results and recompute (the new ones overwrite them).
+
+    Notes
+    -----
+    Every computed run is saved before the next result is awaited; stored
+    runs are loaded without computing. Runs that did not converge are stored
+    too (with ``converged = False``) and are not recomputed unless the code or
+    the options change.
+    """
+    specs = list(specs)
+    for s in specs:
+        if not isinstance(s, RunSpec):
+            raise ValueError(f"sweep needs RunSpec objects, got {type(s).__name__}")
+    if not isinstance(store, ResultStore):
+        store = ResultStore(store)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
+    results: list[FlowResult | None] = [None] * len(specs)
+    todo = []
+    for i, s in enumerate(specs):
+        r = None if recompute else store.load(s.params())
+        if r is None:
+            todo.append(i)
+        else:
+            results[i] = r
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=desc, disable=not progress,
+               unit="run", dynamic_ncols=True)
+    try:
+        if todo and (n_jobs == 1 or len(todo) == 1 and backend is None):
+            for i in todo:
+                _, r = _run_indexed(i, specs[i])
+                store.save(specs[i].params(), r)
+                results[i] = r
+                bar.update(1)
+        elif todo:
+            from joblib import Parallel, delayed, parallel_config
+
+            # largest runs first: better load balance
+            order = sorted(todo, key=lambda i: -specs[i].n * (specs[i].dim + 1))
+            cfg = dict(backend=backend) if backend else dict(backend="loky", inner_max_num_threads=1)
+            with parallel_config(**cfg):
+                par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+                for i, r in par(delayed(_run_indexed)(i, specs[i]) for i in order):
+                    store.save(specs[i].params(), r)
+                    results[i] = r
+                    bar.update(1)
+    finally:
+        bar.close()
+    return results
