@@ -24,22 +24,30 @@ four classes (the labels are module constants):
 ``OTHER`` ("other")
     Anything else.
 
+Groups. Neuron i *adds* teacher neuron j to its output when the signed cosine
+s_ij = sign(a_i) u_ij is positive (invariant under the (a_i, w_i) ->
+(-a_i, -w_i) symmetry of odd activations). Its best group S_i is the set of
+its m largest s_ij, with m chosen to maximise the cosine between sign(a_i) w_i
+and the group direction sum_{j in S_i} v_j / sqrt(m), which is
+sum of the m largest s_ij / sqrt(m). The CA residual is the largest
+1 - (that cosine) over the student neurons; an end point is CA when the
+residual is at most ``ca_tol`` and the groups partition the teacher neurons.
+
 Thresholds (all arguments of :func:`classify`, defaults in
 :data:`DEFAULT_THRESHOLDS` per activation):
 
 ``ca_tol``
-    A neuron belongs to a CA configuration if the cosine between w_i and the
-    sign-matched sum of its best group, sum_{j in S_i} sign(u_ij) v_j / sqrt(m),
-    is at least 1 - ca_tol, and a_i u_ij > 0 on its group (it adds, not
-    subtracts, the teacher neurons it averages; invariant under the
-    (a_i, w_i) -> (-a_i, -w_i) symmetry of odd activations). The best group of
-    neuron i is the set of its m largest |u_ij|, with m maximising that cosine.
-    Default 1e-6 for erf (end points converged to |grad| <= 1e-12 are CA to
-    ~1e-12 or not at all) and 1e-2 for ReLU, whose CA configurations are not
-    exactly critical (the paper's "or nearby").
+    1e-6 for erf: there the CA configurations are exact critical points, and
+    end points converged to |grad| <= 1e-12 are CA to ~1e-12 or clearly not
+    (perturbed copies have residuals above 1e-4). 0.1 for ReLU, whose CA
+    configurations are *not* critical points: gradient flow ends nearby (the
+    paper's "or nearby"), with the averaging neuron at cosines ~0.9-0.99 with
+    its group direction and small negative overlaps with the copied neurons.
 ``loss_rtol``
-    Relative loss agreement with the optimal CA configuration: 1e-8 for erf,
-    2e-2 for ReLU.
+    Relative agreement of the loss with the loss of the optimal CA
+    configuration, required for ``CA_OPTIMUM``: 1e-8 for erf. None (not
+    compared) for ReLU, where the nearby critical point has a clearly lower
+    loss than the (non-critical) CA configuration.
 ``copy_cosine``
     0.9 (above 1/sqrt(2), so an average of two or more teacher neurons never
     passes for a copy).
@@ -88,7 +96,7 @@ LABELS = (CA_OPTIMUM, OTHER_CA, PERTURBED_COPY, OTHER)
 #: Default thresholds by activation kind (see the module docstring).
 DEFAULT_THRESHOLDS = {
     "erf": dict(ca_tol=1e-6, loss_rtol=1e-8, copy_cosine=0.9),
-    "relu": dict(ca_tol=1e-2, loss_rtol=2e-2, copy_cosine=0.9),
+    "relu": dict(ca_tol=0.1, loss_rtol=None, copy_cosine=0.9),
     "quadrature": dict(ca_tol=1e-6, loss_rtol=1e-6, copy_cosine=0.9),
 }
 
@@ -295,19 +303,20 @@ def classify(a, W, teacher: Teacher, activation: str | Activation, *,
     R = W @ teacher.V.T
     safe = np.where(norms > 0, norms, 1.0)
     U = R / safe[:, None]
-    absU = np.abs(U)
-    order = np.argsort(-absU, axis=1, kind="stable")
-    sorted_abs = np.take_along_axis(absU, order, axis=1)
-    cum = np.cumsum(sorted_abs, axis=1) / np.sqrt(np.arange(1, k + 1))[None, :]
+    # signed cosines: sign(a_i) u_ij > 0 when neuron i adds teacher neuron j to its output
+    S = np.sign(a)[:, None] * U
+    order = np.argsort(-S, axis=1, kind="stable")
+    sorted_s = np.take_along_axis(S, order, axis=1)
+    cum = np.cumsum(sorted_s, axis=1) / np.sqrt(np.arange(1, k + 1))[None, :]
     m_best = np.argmax(cum, axis=1) + 1
     best_cos = cum[np.arange(n), m_best - 1]
-    ca_residual = float(np.max(1.0 - best_cos)) if n else 0.0
+    ca_residual = float(np.max(1.0 - best_cos))
     groups = [tuple(sorted(order[i, :m_best[i]].tolist())) for i in range(n)]
-    signs_ok = all(np.all(a[i] * R[i, list(g)] > 0) for i, g in enumerate(groups))
     alive = bool(np.all(norms > 0) and np.all(a != 0))
     covered = sorted(j for g in groups for j in g)
     partition = covered == list(range(k))
-    copy_cos = sorted_abs[:, 0]
+    copy_cos = sorted_s[:, 0]
+    best_teacher = order[:, 0]
 
     def result(label, reason, is_ca):
         return Classification(
@@ -317,10 +326,13 @@ def classify(a, W, teacher: Teacher, activation: str | Activation, *,
             ca_residual=ca_residual, copy_cosine=copy_cos, loss=L, ca_optimum_loss=L_opt,
             thresholds=th)
 
-    if alive and signs_ok and partition and ca_residual <= th["ca_tol"]:
+    if alive and partition and ca_residual <= th["ca_tol"]:
         sizes = sorted(len(g) for g in groups)
         optimal_sizes = [1] * (n - 1) + [k - n + 1]
         rel = abs(L - L_opt) / max(abs(L_opt), 1e-300)
+        if sizes == optimal_sizes and th["loss_rtol"] is None:
+            return result(CA_OPTIMUM, f"n-1 copies and one average of {k - n + 1} (cosines within "
+                          f"{ca_residual:.1e}; loss not compared for {act.name})", True)
         if sizes == optimal_sizes and rel <= th["loss_rtol"]:
             return result(CA_OPTIMUM, f"n-1 copies and one average of {k - n + 1}, "
                           f"loss within {rel:.1e} of the CA optimum", True)
@@ -328,9 +340,7 @@ def classify(a, W, teacher: Teacher, activation: str | Activation, *,
             return result(OTHER_CA, f"CA with optimal group sizes, but loss differs from the "
                           f"CA optimum by {rel:.1e} (relative)", True)
         return result(OTHER_CA, f"CA with group sizes {tuple(sizes)}", True)
-    best_teacher = order[:, 0]
-    copy_signs = a * R[np.arange(n), best_teacher] > 0
-    if (alive and np.all(copy_cos >= th["copy_cosine"]) and np.all(copy_signs)
+    if (alive and np.all(copy_cos >= th["copy_cosine"])
             and len(set(best_teacher.tolist())) == n):
         return result(PERTURBED_COPY, f"every neuron copies its own teacher neuron "
                       f"(smallest cosine {copy_cos.min():.4f})", False)
@@ -341,8 +351,6 @@ def classify(a, W, teacher: Teacher, activation: str | Activation, *,
         why.append(f"not CA (residual {ca_residual:.1e})")
     elif not partition:
         why.append("groups do not partition the teacher neurons")
-    elif not signs_ok:
-        why.append("a neuron subtracts part of its group")
     if copy_cos.min() < th["copy_cosine"]:
         why.append(f"smallest copy cosine {copy_cos.min():.3f} < {th['copy_cosine']}")
     elif len(set(best_teacher.tolist())) < n:

@@ -28,22 +28,37 @@ below can be checked between steps. Methods (option ``method``):
 
 When the ODE stops and Newton takes over
 ----------------------------------------
-Whenever the gradient norm first drops below ``switch_gradient`` (and then
-below each further tenfold smaller level) the Hessian is tested for positive
-definiteness by a Cholesky factorization. If it is positive definite, the flow
+Whenever the gradient norm first drops below ``switch_gradient`` (default
+1e-3), then below each further tenfold smaller level, and also whenever the
+flow time has doubled since the last test while the gradient norm is below
+``switch_gradient``, the Hessian is tested for positive definiteness by a
+Cholesky factorization. If it is positive definite, the flow
 is in the basin of a nearby minimum and Newton's method polishes: steps
--(H + mu I)^{-1} g with a tiny shift mu = 1e-12 max|H| (it keeps Cholesky
-usable where ReLU's rescaling symmetry gives exact zero modes), with a
+-(H + mu I)^{-1} g with a tiny shift mu = 1e-12 max|H| for erf (1e-9 max|H|
+for ReLU, whose rescaling symmetry (a_i, w_i) -> (a_i / c, c w_i) gives exact
+zero modes, numerically of either sign), with a
 backtracking line search on the loss. Guards against a Newton jump to a
 *different* critical point than the flow's: every Newton iterate must again
 have a positive definite Hessian and a loss that is not higher than the
 previous one (within round-off); the total distance moved must stay below
 ``max_polish_distance``. If a guard trips, the Newton attempt is discarded and
 the flow resumes from the switch point with a hundredfold smaller
-``switch_gradient``. If the ODE reaches ``t_max`` or ``max_time`` without a
-positive definite Hessian (a degenerate or saddle end point), a final
+``switch_gradient``.
+
+For ReLU, minima are not isolated: the loss is invariant under
+(a_i, w_i) -> (a_i / c, c w_i), and gradient flow conserves a_i^2 - |w_i|^2.
+After the polish each neuron is rescaled along that symmetry to the conserved
+value, which puts the end point where the flow would have ended (the network
+function and the loss do not change). A ReLU neuron whose w_i reaches 0 (a
+"dying" neuron: the loss is not differentiable there, and the flow reaches it
+in finite time) ends the run with status ``"failed"``.
+
+If the ODE reaches ``t_max`` or ``max_time``, or stalls (2000 steps advance
+t by less than 1 %), without a positive definite Hessian (a degenerate or
+saddle end point) and with a gradient norm below ``switch_gradient``, a final
 Newton-type iteration on the gradient (pseudo-inverse of H through its
-eigendecomposition, line search on |g|) tries to land on the critical point
+eigendecomposition, line search on |g|, the same distance limit) tries to
+land on the critical point
 there; the result reports the Hessian spectrum, so such end points are
 recognizable.
 
@@ -99,6 +114,9 @@ __all__ = [
 METHODS = ("auto", "rkc", "bdf", "lsoda", "radau")
 SCHEMES = ("gaussian", "glorot")
 _SCIPY_SOLVERS = {"bdf": BDF, "lsoda": LSODA, "radau": Radau}
+#: "auto" hands over from RKC to BDF when an RKC step costs more than this
+#: many (measured) Hessian-plus-factorization times.
+_SWITCH_FACTOR = 1.0
 
 
 # --------------------------------------------------------------- results ---
@@ -311,8 +329,12 @@ def _cholesky(H, shift):
         return None
 
 
-def _shift_for(H):
-    return 1e-12 * max(1.0, float(np.abs(H).max()))
+def _shift_for(H, kind="erf"):
+    """Tiny shift for the Cholesky tests: 1e-12 max|H| (erf), 1e-9 max|H| (others:
+    ReLU's exact zero modes from its rescaling symmetry come out of the Hessian as
+    eigenvalues of either sign at the 1e-11 level)."""
+    rel = 1e-12 if kind == "erf" else 1e-9
+    return rel * max(1.0, float(np.abs(H).max()))
 
 
 def _newton_polish(C: _Counter, theta, tol, max_iter, max_distance, deadline):
@@ -333,7 +355,7 @@ def _newton_polish(C: _Counter, theta, tol, max_iter, max_distance, deadline):
         H = C.hessian(theta)
         if not np.all(np.isfinite(H)):
             return theta, False, "non-finite Hessian", it - 1, dist, losses
-        fac = _cholesky(H, _shift_for(H))
+        fac = _cholesky(H, _shift_for(H, C.ob.act.kind))
         if fac is None:
             return theta, False, "Hessian not positive definite at a Newton iterate", it - 1, dist, losses
         p = -sla.cho_solve(fac, g, check_finite=False)
@@ -357,7 +379,7 @@ def _newton_polish(C: _Counter, theta, tol, max_iter, max_distance, deadline):
                 return theta, False, "Newton line search failed (round-off floor reached)", it, dist, losses
         dist += alpha * float(np.linalg.norm(p))
         if dist > max_distance:
-            return theta, False, f"Newton moved farther than max_polish_distance={max_distance}", it, dist, losses
+            return theta, False, f"Newton moved farther than {max_distance:.3g}", it, dist, losses
         slow = slow + 1 if gtn > 0.5 * gn else 0
         theta, L, g, gn = trial, Lt, gt, gtn
         losses.append(L)
@@ -443,8 +465,8 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                   atol: float = 1e-7,
                   t_max: float = 1e12,
                   max_time: float = 3600.0,
-                  switch_gradient: float = 1e-4,
-                  max_polish_distance: float = 1.0,
+                  switch_gradient: float = 1e-3,
+                  max_polish_distance: float = 0.5,
                   max_newton_iterations: int = 100,
                   trajectory_per_decade: int = 10,
                   record_parameters: bool = True,
@@ -472,9 +494,10 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
         authors' ODE budget); when it runs out the run ends not converged
         (unless the polish finishes it).
     switch_gradient : float
-        Gradient norm at which the first switch to Newton is tried (default 1e-4).
+        Gradient norm below which switches to Newton are tried (default 1e-3).
     max_polish_distance : float
-        Largest distance in theta the Newton polish may move (default 1.0).
+        Largest distance the Newton polish may move, relative to
+        max(1, |theta|) at its start (default 0.5).
     max_newton_iterations : int
     trajectory_per_decade : int
         Trajectory points per decade of flow time (0: only start and end).
@@ -510,6 +533,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     C = _Counter(Objective(teacher, act, n))
     deadline = t_start + max_time
     theta = pack(a0, W0)
+    balance0 = a0**2 - np.sum(W0**2, axis=1)  # conserved by the flow for ReLU
     rec = _Recorder(trajectory_per_decade, record_parameters)
     stats = dict(ode_steps=0, ode_rejected=0, nfev=0, njev=0, nlu=0, rkc_stages=0,
                  switch_checks=0, newton_iterations=0, newton_restarts=0, methods=[])
@@ -530,6 +554,9 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     solver = None
     h_last = None
     t_jac_cost = None  # measured seconds of one Hessian plus one factorization
+    t_checked = np.inf  # flow time of the last switch check
+    stall_t: list = []  # flow time every _STALL_STEPS steps
+    dead_check = act.kind == "relu"
 
     while True:
         if solver is None:
@@ -553,13 +580,20 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                 stop_reason = f"ODE solver failed: {msg}"
                 break
             stats["ode_steps"] += 1
+            if stats["ode_steps"] % _STALL_STEPS == 0:
+                stall_t.append(solver.t)
             t, theta = solver.t, solver.y
             L, g = C.loss_and_gradient(theta)
             gn = float(np.linalg.norm(g))
             rec.add(t, L, gn, theta)
             if not np.isfinite(L):
                 stop_reason = "ODE solver failed: non-finite loss"
-            elif gn <= check_level:
+            elif dead_check and (dead := _dying_neuron(theta, n)) is not None:
+                stop_reason = (f"ODE solver failed: student neuron {dead} reached w = 0, where the "
+                               f"{act.name} loss is not differentiable (a dying neuron)")
+            elif _stalled(stall_t, t, stats["ode_steps"]):
+                stop_reason = "stall"
+            elif gn <= check_level or (gn <= switch_gradient and t >= 2 * t_checked):
                 stop_reason = "check"
             elif time.perf_counter() > deadline:
                 stop_reason = "max_time"
@@ -567,7 +601,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                 if t_jac_cost is None:
                     t_jac_cost = _time_jacobian(C, theta)
                 t_grad = C.t_grad / max(C.n_grad, 1)
-                if solver.stages * t_grad > t_jac_cost:
+                if solver.stages * t_grad > _SWITCH_FACTOR * t_jac_cost:
                     stop_reason = "switch"
             if gn > 100 * check_level and check_level < switch_gradient:
                 check_level = min(float(switch_gradient), gn / 10)  # left a plateau
@@ -586,10 +620,12 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
         if stop_reason == "check":
             # ---------- is the flow in the basin of a minimum? Newton ----------
             stats["switch_checks"] += 1
+            t_checked = t
             H = C.hessian(theta)
-            if _cholesky(H, _shift_for(H)) is not None:
+            if _cholesky(H, _shift_for(H, act.kind)) is not None:
+                reach = max_polish_distance * max(1.0, float(np.linalg.norm(theta)))
                 new, ok, why, its, dist, losses = _newton_polish(
-                    C, theta, tol, max_newton_iterations, max_polish_distance, deadline)
+                    C, theta, tol, max_newton_iterations, reach, deadline)
                 stats["newton_iterations"] += its
                 keep = ok or why == "time limit during Newton" or why.startswith("Newton stagnated")
                 if keep:
@@ -609,19 +645,31 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
             if time.perf_counter() <= deadline:
                 continue
             stop_reason = "max_time"
-        # ---------- the ODE ran out (t_max or max_time): last resort ----------
+            t_pol = time.perf_counter()
+        # ---------- the ODE ran out (t_max, max_time, stall): last resort ------
         _collect(stats, solver, current)
         rec.add(t, L, gn, theta, force=True)
-        new, its, dist, dL = _critical_polish(C, theta, tol, max_newton_iterations,
-                                              time.perf_counter() + 0.1 * max_time)
-        stats["newton_iterations"] += its
-        polish_kind, polish_distance, polish_dL = "critical", dist, dL
-        theta = new
-        message = (f"ODE reached {stop_reason} (t = {t:.3g}) without a positive definite "
-                   f"Hessian; pseudo-inverse Newton on the gradient ({its} iterations)")
+        what = {"stall": "stalled (steps shrank to nothing)"}.get(stop_reason, f"reached {stop_reason}")
+        if gn <= switch_gradient:
+            reach = max_polish_distance * max(1.0, float(np.linalg.norm(theta)))
+            new, its, dist, dL = _critical_polish(C, theta, tol, max_newton_iterations,
+                                                  time.perf_counter() + 0.1 * max_time)
+            stats["newton_iterations"] += its
+            if dist <= reach:
+                polish_kind, polish_distance, polish_dL = "critical", dist, dL
+                theta = new
+                message = (f"ODE {what} at t = {t:.3g} without a positive definite Hessian; "
+                           f"pseudo-inverse Newton on the gradient ({its} iterations)")
+            else:
+                message = (f"ODE {what} at t = {t:.3g}; pseudo-inverse Newton moved {dist:.3g} "
+                           f"> {reach:.3g} and was discarded")
+        else:
+            message = f"ODE {what} at t = {t:.3g} with gradient norm {gn:.2e}; no polish"
         timings["polish"] += time.perf_counter() - t_pol
         break
 
+    if act.kind == "relu" and polish_kind != "none" and not failed:
+        theta = _restore_balance(theta, n, d, balance0)
     a, W = unpack(theta, n, d)
     L, g = C.loss_and_gradient(theta)
     gn = float(np.linalg.norm(g))
@@ -649,6 +697,48 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                       polish=polish_kind, polish_distance=float(polish_distance),
                       polish_loss_change=float(polish_dL), stats=stats, timings=timings,
                       options=options)
+
+
+#: A run stops as stalled when _STALL_STEPS ODE steps advanced t by less than 1%.
+_STALL_STEPS = 2000
+#: ReLU: a neuron with |w_i| below this fraction of the largest |w_j| is dying.
+_DEAD_FRACTION = 1e-6
+
+
+def _stalled(stall_t, t, steps):
+    return len(stall_t) >= 2 and stall_t[-1] - stall_t[-2] < 0.01 * abs(stall_t[-1])
+
+
+def _dying_neuron(theta, n):
+    W = theta[n:].reshape(n, -1)
+    norms = np.sqrt(np.einsum("id,id->i", W, W))
+    small = np.flatnonzero(norms < _DEAD_FRACTION * max(norms.max(), 1e-300))
+    return int(small[0]) if small.size else None
+
+
+def _restore_balance(theta, n, d, balance0):
+    """Move a ReLU end point along its symmetry orbits (a_i / c_i, c_i w_i) back to
+    the flow's conserved a_i^2 - |w_i|^2.
+
+    For the 1-homogeneous ReLU, gradient flow conserves a_i^2 - |w_i|^2 for
+    every neuron, and the loss is invariant under (a_i, w_i) -> (a_i / c, c w_i):
+    minima come in curves of equivalent points. Newton lands on the right
+    curve but not at the point the flow would reach; the rescaling with
+    c_i^2 = x solving |w_i|^2 x^2 + K_i x - a_i^2 = 0 (K_i the conserved value)
+    puts it there. The network function, the loss and the criticality are
+    unchanged (the gradient is multiplied by c_i or 1/c_i, both close to 1).
+    """
+    a, W = unpack(theta, n, d)
+    a, W = a.copy(), W.copy()
+    A, B = a**2, np.sum(W**2, axis=1)
+    ok = (B > 0) & (A > 0)
+    x = np.ones(n)
+    disc = np.sqrt(balance0**2 + 4 * A * B)
+    x[ok] = np.where(balance0[ok] >= 0,
+                     2 * A[ok] / (balance0[ok] + disc[ok]),
+                     (disc[ok] - balance0[ok]) / (2 * B[ok]))  # both stable forms of the root
+    c = np.sqrt(x)
+    return pack(a / c, W * c[:, None])
 
 
 def _time_jacobian(C: _Counter, theta):

@@ -1,0 +1,175 @@
+"""Result store: round trip, resume, code-hash invalidation, partial writes; sweep and CLI."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import copyaverage.store as store_mod
+import copyaverage.sweep as sweep_mod
+from copyaverage import Teacher
+from copyaverage.__main__ import main, parse_range
+from copyaverage.flow import gradient_flow, initialize
+from copyaverage.store import ResultStore, code_hash, default_store_dir, source_files
+from copyaverage.sweep import RunSpec, grid, sweep
+
+
+@pytest.fixture(scope="module")
+def small_result():
+    T = Teacher.orthonormal(3)
+    a0, W0 = initialize(2, T, "gaussian", seed=0)
+    return gradient_flow(a0, W0, T, "erf")
+
+
+_REAL_RUN = sweep_mod.run
+
+
+class Interrupted(Exception):
+    """Stands for Ctrl-C or a killed job in the middle of a sweep."""
+
+
+def _count_runs(monkeypatch, fail_after=None):
+    calls = []
+    real = _REAL_RUN
+
+    def counting(spec):
+        if fail_after is not None and len(calls) >= fail_after:
+            raise Interrupted
+        calls.append(spec)
+        return real(spec)
+
+    monkeypatch.setattr(sweep_mod, "run", counting)
+    return calls
+
+
+def test_round_trip(tmp_path, small_result):
+    st = ResultStore(tmp_path, code="abc")
+    params = {"x": 1, "y": [1, 2]}
+    assert st.load(params) is None and params not in st
+    path = st.save(params, small_result)
+    assert path.parent.name == "abc" and params in st
+    r = st.load(params)
+    for name in ("a", "W", "hessian_eigenvalues"):
+        np.testing.assert_array_equal(getattr(r, name), getattr(small_result, name))
+    for name in ("t", "loss", "grad_norm", "theta"):
+        np.testing.assert_array_equal(getattr(r.trajectory, name),
+                                      getattr(small_result.trajectory, name))
+    for name in ("loss", "grad_norm", "converged", "tol", "t_end", "status", "message",
+                 "polish", "polish_distance", "stats", "timings", "options"):
+        assert getattr(r, name) == getattr(small_result, name), name
+    assert st.keys() == [path.stem]
+
+
+def test_code_hash_follows_the_import_closure(tmp_path):
+    pkg = tmp_path / "copyaverage"
+    shutil.copytree(Path(store_mod.__file__).parent, pkg,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    names = {p.name for p in source_files(package_dir=pkg)}
+    assert {"flow.py", "derivatives.py", "rkc.py", "gaussian.py", "store.py", "sweep.py"} <= names
+    assert "classify.py" not in names and "__main__.py" not in names
+    h0 = code_hash(package_dir=pkg)
+    (pkg / "book_only.py").write_text("x = 1\n")  # not imported by the flow: same hash
+    assert code_hash(package_dir=pkg) == h0
+    with open(pkg / "rkc.py", "a") as f:  # imported by the flow: new hash
+        f.write("\n# a change\n")
+    assert code_hash(package_dir=pkg) != h0
+
+
+def test_code_change_recomputes(tmp_path, small_result):
+    ResultStore(tmp_path, code="old").save({"run": 1}, small_result)
+    assert ResultStore(tmp_path, code="old").load({"run": 1}) is not None
+    new = ResultStore(tmp_path, code="new")
+    assert new.load({"run": 1}) is None
+    new.save({"run": 1}, small_result)
+    assert [p.name for p in new.prune()] == ["old"]
+
+
+def test_partial_writes_are_never_read(tmp_path, small_result, monkeypatch):
+    st = ResultStore(tmp_path, code="c")
+    params = {"run": 2}
+    st.dir.mkdir(parents=True)
+    (st.dir / f"{st.path(params).stem}.123.tmp").write_bytes(b"PK\x03\x04 half a zip")
+    assert st.load(params) is None and st.keys() == []
+
+    def broken(f, **arrays):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_mod.np, "savez_compressed", broken)
+    with pytest.raises(OSError, match="disk full"):
+        st.save(params, small_result)
+    monkeypatch.undo()
+    assert not st.path(params).exists()
+    assert len(list(st.dir.glob("*.tmp"))) == 1  # only the stray one from above
+    # a corrupt final file (say a disk error) counts as missing, with a warning
+    st.path(params).write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert st.load(params) is None
+    st.save(params, small_result)
+    assert st.load(params) is not None
+    st.prune()
+    assert list(st.dir.glob("*.tmp")) == []
+
+
+def test_sweep_loads_stored_runs_and_resumes(tmp_path, monkeypatch):
+    st = ResultStore(tmp_path, code="s")
+    specs = grid("erf", 3, [1, 2], [0, 1], "gaussian", eigenvalues=False)
+    assert len(specs) == 4
+    calls = _count_runs(monkeypatch, fail_after=2)
+    with pytest.raises(Interrupted):
+        sweep(specs, store=st, n_jobs=1, progress=False)
+    assert len(calls) == 2 and len(st.keys()) == 2
+    calls = _count_runs(monkeypatch)
+    res = sweep(specs, store=st, n_jobs=1, progress=False)
+    assert len(calls) == 2 and len(st.keys()) == 4  # only the missing ones
+    assert [r.n for r in res] == [1, 1, 2, 2] and all(r.converged for r in res)
+    calls = _count_runs(monkeypatch)
+    again = sweep(specs, store=st, n_jobs=1, progress=False)
+    assert calls == []
+    assert all(np.array_equal(x.W, y.W) for x, y in zip(res, again))
+
+
+def test_parallel_sweep_matches_serial(tmp_path):
+    specs = grid("erf", 4, [2, 3], [0], "glorot", eigenvalues=False)
+    par = sweep(specs, store=ResultStore(tmp_path / "p", code="x"), n_jobs=2, progress=False)
+    ser = [sweep_mod.run(s) for s in specs]
+    for x, y in zip(par, ser):
+        np.testing.assert_array_equal(x.W, y.W)
+
+
+def test_run_specs_and_grid_validate():
+    s = RunSpec("erf", 4, 2, 0, "glorot", options=(("tol", 1e-10),))
+    assert s.params()["d"] == 5 and s.params()["options"] == {"tol": 1e-10}
+    assert s.params()["std"] is None  # not used by Glorot: not part of the key
+    assert len(grid("erf", 4, range(1, 6), [0, 1])) == 6  # n >= k skipped
+    for bad in [dict(activation="swish"), dict(k=0), dict(n=0), dict(seed=-1), dict(init="he"),
+                dict(options=(("colour", 1),))]:
+        kw = dict(activation="erf", k=3, n=2, seed=0) | bad
+        with pytest.raises(ValueError):
+            RunSpec(**kw)
+    with pytest.raises(ValueError, match="RunSpec"):
+        sweep([1], n_jobs=1, progress=False)
+    with pytest.raises(ValueError, match="n_jobs"):
+        sweep([], n_jobs=0, progress=False)
+
+
+def test_default_store_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("COPYAVERAGE_STORE", str(tmp_path / "s"))
+    assert default_store_dir() == tmp_path / "s"
+    monkeypatch.delenv("COPYAVERAGE_STORE")
+    d = default_store_dir()
+    assert d.parts[-2:] == (".cache", "store")
+
+
+def test_cli(tmp_path, capsys):
+    assert parse_range("1-3,7") == [1, 2, 3, 7] and parse_range("5") == [5]
+    code = main(["sweep", "--k", "3", "--n", "1-2", "--seeds", "0", "--jobs", "1",
+                 "--store", str(tmp_path), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "2/2 converged" in out and "CA optimum" in out
+    assert main(["info", "--store", str(tmp_path)]) == 0
+    assert "stored runs:     2" in capsys.readouterr().out
+    assert main(["sweep", "--k", "3", "--n", "3", "--store", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit):
+        main(["sweep", "--k", "3", "--n", "x"])
