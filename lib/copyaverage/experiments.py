@@ -1,0 +1,185 @@
+"""Drivers for the paper's gradient-flow experiments (the book's experiment chapters).
+
+Kept out of the core modules: these functions only combine :mod:`copyaverage.sweep`
+(runs through the result store), :mod:`copyaverage.classify` and pandas tables.
+
+The k = 50 phase-transition experiment is committed under ``results/erf_k50/``
+(end points, a summary table and how they were made). Recompute it all with::
+
+    python -m copyaverage.experiments k50 --out results/erf_k50 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .classify import classify
+from .store import ResultStore, code_hash
+from .sweep import RunSpec, grid, run, sweep
+
+__all__ = [
+    "erf_grid",
+    "summarize",
+    "run_grid",
+    "k50_specs",
+    "export_endpoints",
+    "load_endpoints",
+    "verify_sample",
+]
+
+#: A Hessian eigenvalue counts as negative below -NEGATIVE_EIGENVALUE * max |eigenvalue|.
+NEGATIVE_EIGENVALUE = 1e-9
+
+
+def erf_grid(k_values=range(2, 13), seeds=range(20), init="gaussian", activation="erf"):
+    """Every (k, n) with 1 <= n < k for the given k, as RunSpecs (std 0.1 for "gaussian")."""
+    return [s for k in k_values for s in grid(activation, k, range(1, k), list(seeds), init)]
+
+
+def _row(spec: RunSpec, result) -> dict:
+    teacher = spec.teacher()
+    ev = result.hessian_eigenvalues
+    scale = float(np.abs(ev).max()) if ev is not None and len(ev) else float("nan")
+    n_neg = int(np.sum(ev < -NEGATIVE_EIGENVALUE * scale)) if ev is not None else -1
+    row = dict(activation=spec.activation, k=spec.k, n=spec.n, seed=spec.seed, init=spec.init,
+               loss=result.loss, grad_norm=result.grad_norm, converged=bool(result.converged),
+               status=result.status, min_eigenvalue=result.min_eigenvalue,
+               negative_eigenvalues=n_neg, time=result.timings.get("total", float("nan")))
+    if result.converged and spec.n < spec.k:
+        c = classify(result.a, result.W, teacher, spec.activation, loss=result.loss)
+        row.update(label=c.label, ca_optimum_loss=c.ca_optimum_loss,
+                   group_sizes=None if c.group_sizes is None else "+".join(map(str, c.group_sizes)),
+                   min_copy_cosine=float(np.min(c.copy_cosine)))
+    else:
+        row.update(label="not converged", ca_optimum_loss=float("nan"), group_sizes=None,
+                   min_copy_cosine=float("nan"))
+    return row
+
+
+def summarize(specs, results) -> pd.DataFrame:
+    """One row per run: parameters, loss, gradient norm, Hessian signature, class."""
+    return pd.DataFrame([_row(s, r) for s, r in zip(specs, results)])
+
+
+def run_grid(specs, *, n_jobs: int = 2, progress: bool = False, store=None):
+    """Run (or load from the result store) every spec; return (results, summary table)."""
+    results = sweep(specs, store=store, n_jobs=n_jobs, progress=progress)
+    return results, summarize(specs, results)
+
+
+# ------------------------------------------------------------- k = 50 -----
+def k50_specs(n_values=range(1, 50), seeds=range(20)):
+    """The paper's phase-transition experiment: erf, k = 50, Glorot initialization."""
+    return grid("erf", 50, list(n_values), list(seeds), "glorot")
+
+
+def _atomic_write(path: Path, write):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_endpoints(specs, results, out: str | os.PathLike, command: str, elapsed: float):
+    """Write end points, summary table and provenance of a sweep to ``out``.
+
+    Files: ``endpoints.npz`` (for run i: ``a_i``, ``W_i``), ``summary.csv``
+    (:func:`summarize`, in the order of the end points) and ``meta.json``
+    (command, library hash, date, machine, wall-clock time, the run specs).
+    Each file is written to a temporary name and moved into place.
+    """
+    out = Path(out)
+    arrays = {}
+    for i, r in enumerate(results):
+        arrays[f"a_{i}"] = r.a
+        arrays[f"W_{i}"] = r.W
+    _atomic_write(out / "endpoints.npz", lambda f: np.savez_compressed(f, **arrays))
+    table = summarize(specs, results)
+    _atomic_write(out / "summary.csv", lambda f: f.write(table.to_csv(index=False).encode()))
+    meta = dict(
+        command=command, lib_hash=code_hash(), date=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+        machine=dict(platform=platform.platform(), processor=platform.processor(),
+                     cpus=os.cpu_count(), python=platform.python_version(),
+                     numpy=np.__version__),
+        elapsed_seconds=elapsed, runs=len(specs),
+        sum_of_run_seconds=float(sum(r.timings.get("total", 0.0) for r in results)),
+        specs=[dict(s.params()) for s in specs],
+    )
+    _atomic_write(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    return table
+
+
+def load_endpoints(path: str | os.PathLike):
+    """Read what :func:`export_endpoints` wrote: (specs, end points, summary, meta)."""
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    table = pd.read_csv(path / "summary.csv")
+    specs = []
+    for p in meta["specs"]:
+        opts = tuple(sorted(p["options"].items()))
+        specs.append(RunSpec(p["activation"], p["k"], p["n"], p["seed"], p["init"],
+                             None if p["d"] == p["k"] + 1 else p["d"],
+                             p["std"] if p["std"] is not None else 0.1, opts))
+    with np.load(path / "endpoints.npz") as z:
+        ends = [(z[f"a_{i}"], z[f"W_{i}"]) for i in range(len(specs))]
+    return specs, ends, table, meta
+
+
+def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7):
+    """Re-run ``m`` randomly chosen stored runs and compare the end points.
+
+    Returns a table with, per re-run, the largest absolute difference in
+    (a, W) and in the loss; ``matches`` says whether the end point agrees to ``atol``.
+    """
+    specs, ends, table, _ = load_endpoints(path)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in sorted(rng.choice(len(specs), size=min(m, len(specs)), replace=False)):
+        r = run(specs[i])
+        a, W = ends[i]
+        diff = max(float(np.abs(r.a - a).max()), float(np.abs(r.W - W).max()))
+        rows.append(dict(run=int(i), n=specs[i].n, seed=specs[i].seed, converged=r.converged,
+                         max_weight_difference=diff,
+                         loss_difference=abs(r.loss - float(table.loss[i])),
+                         matches=bool(r.converged and diff <= atol), seconds=r.timings["total"]))
+    return pd.DataFrame(rows)
+
+
+def _main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m copyaverage.experiments",
+                                description="Recompute the committed experiments.")
+    sub = p.add_subparsers(dest="command", required=True)
+    k = sub.add_parser("k50", help="erf, k = 50, n = 1..49, 20 seeds, Glorot (the paper's Fig. 4 setting)")
+    k.add_argument("--out", default="results/erf_k50")
+    k.add_argument("--jobs", type=int, default=2)
+    k.add_argument("--store", default=None, help="result store directory (default: the library's)")
+    args = p.parse_args(argv)
+    specs = k50_specs()
+    start = time.perf_counter()
+    results = sweep(specs, store=ResultStore(args.store) if args.store else None,
+                    n_jobs=args.jobs, progress=True, desc="erf k=50")
+    elapsed = time.perf_counter() - start
+    command = "python -m copyaverage.experiments " + " ".join(argv if argv is not None else sys.argv[1:])
+    table = export_endpoints(specs, results, args.out, command, elapsed)
+    print(table.groupby("n").label.value_counts().unstack(fill_value=0).to_string())
+    print(f"{int(table.converged.sum())}/{len(table)} converged; {elapsed:.0f} s")
+
+
+if __name__ == "__main__":
+    _main()
