@@ -24,11 +24,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .classify import classify
+from .classify import ca_configuration, classify
+from .loss import population_loss
+from .teacher import Teacher
 from .store import ResultStore, code_hash
+from .flow import gradient_flow
 from .sweep import RunSpec, grid, run, sweep
 
 __all__ = [
+    "K50_DIR",
     "erf_grid",
     "summarize",
     "run_grid",
@@ -36,7 +40,12 @@ __all__ = [
     "export_endpoints",
     "load_endpoints",
     "verify_sample",
+    "nearest_ca",
+    "perturbed_copy_point",
 ]
+
+#: Where the committed k = 50 end points live (in a checkout of the repository).
+K50_DIR = Path(__file__).resolve().parents[2] / "results" / "erf_k50"
 
 #: A Hessian eigenvalue counts as negative below -NEGATIVE_EIGENVALUE * max |eigenvalue|.
 NEGATIVE_EIGENVALUE = 1e-9
@@ -76,6 +85,52 @@ def run_grid(specs, *, n_jobs: int = 2, progress: bool = False, store=None):
     """Run (or load from the result store) every spec; return (results, summary table)."""
     results = sweep(specs, store=store, n_jobs=n_jobs, progress=progress)
     return results, summarize(specs, results)
+
+
+def nearest_ca(a, W, teacher: Teacher, activation: str):
+    """The CA configuration nearest to a student, and how far it is in function space.
+
+    Teacher neuron j goes to the group of the student neuron that contributes most
+    along it, argmax_i a_i w_i . v_j; each student neuron then becomes the optimal
+    one-neuron student of its group (:func:`copyaverage.classify.ca_configuration`).
+    The distance is the function-space distance E_x[(f(x) - f_CA(x))^2], which,
+    unlike a distance between weights, does not depend on how a ReLU neuron splits
+    its scale between a_i and |w_i|.
+
+    Returns
+    -------
+    dict with ``groups`` (None when some student neuron gets no teacher neuron),
+    ``distance``, ``ca_loss`` (loss of the CA configuration) and ``loss``.
+    """
+    a = np.asarray(a, dtype=float)
+    W = np.asarray(W, dtype=float)
+    contribution = a[:, None] * (W @ teacher.V.T)  # (n, k)
+    owner = np.argmax(contribution, axis=0)
+    groups = [tuple(np.flatnonzero(owner == i)) for i in range(len(a))]
+    loss = population_loss(a, W, teacher, activation)
+    if any(len(g) == 0 for g in groups):
+        return dict(groups=None, distance=float("nan"), ca_loss=float("nan"), loss=loss)
+    a_ca, W_ca = ca_configuration(groups, teacher, activation)
+    distance = population_loss(a, W, Teacher(a_ca, W_ca), activation)
+    return dict(groups=groups, distance=distance,
+                ca_loss=population_loss(a_ca, W_ca, teacher, activation), loss=loss)
+
+
+def perturbed_copy_point(n: int, teacher: Teacher, activation: str = "erf",
+                         noise: float = 1e-3, seed: int = 0):
+    """The critical point that gradient flow reaches from n near-copies.
+
+    Starts at a_i = a*_i, w_i = v_i + noise * N(0, I) for i < n (each student neuron
+    a copy of its own teacher neuron) and follows the flow to convergence; the end
+    point is the "perturbed copy" solution, whatever seed gradient flow from a random
+    start would need to find it. Returns the :class:`~copyaverage.flow.FlowResult`.
+    """
+    if not 1 <= n < teacher.k:
+        raise ValueError(f"n must satisfy 1 <= n < k = {teacher.k}, got {n}")
+    rng = np.random.default_rng(seed)
+    W0 = teacher.V[:n] + noise * rng.standard_normal((n, teacher.d))
+    return gradient_flow(teacher.a[:n].copy(), W0, teacher, activation,
+                         record_parameters=False)
 
 
 # ------------------------------------------------------------- k = 50 -----
@@ -166,7 +221,7 @@ def _main(argv=None):
                                 description="Recompute the committed experiments.")
     sub = p.add_subparsers(dest="command", required=True)
     k = sub.add_parser("k50", help="erf, k = 50, n = 1..49, 20 seeds, Glorot (the paper's Fig. 4 setting)")
-    k.add_argument("--out", default="results/erf_k50")
+    k.add_argument("--out", default=str(K50_DIR))
     k.add_argument("--jobs", type=int, default=2)
     k.add_argument("--store", default=None, help="result store directory (default: the library's)")
     args = p.parse_args(argv)
