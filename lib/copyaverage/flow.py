@@ -18,32 +18,43 @@ below can be checked between steps. Methods (option ``method``):
 ``"auto"`` (default)
     :class:`copyaverage.rkc.RKC`, a stabilized explicit Runge-Kutta-Chebyshev
     solver (cheap: s gradients per step, no Hessian, no factorization), while
-    its steps cost less than an implicit step; when the flow enters a very
-    stiff tail (many stages per step), scipy's ``BDF`` with the exact Hessian
-    as Jacobian takes over. The switch compares the measured cost of the RKC
-    stages with the measured cost of one Hessian and one LU factorization.
+    its steps are cheap; when the flow enters a very stiff stretch (many
+    stages per step), scipy's ``BDF`` with the exact Hessian as Jacobian takes
+    over (with its linear systems factorized in single precision, see
+    :class:`_Float32BDF`; ``stats["methods"]`` then reads ``["rkc", "bdf32"]``).
+    The switch happens when one RKC step costs more than 0.3 times one
+    Hessian plus one factorization, by a fixed cost model (so that runs are
+    deterministic).
 ``"rkc"``, ``"bdf"``, ``"lsoda"``, ``"radau"``
     One solver throughout (the implicit ones with the exact Hessian as
     Jacobian; closed forms of :mod:`copyaverage.derivatives`).
 
 When the ODE stops and Newton takes over
 ----------------------------------------
-Whenever the gradient norm first drops below ``switch_gradient`` (default
+Newton's method converges to whatever critical point is nearby, so it must
+only take over where the flow's own end point is the nearby one. The tests:
+whenever the gradient norm first drops below ``switch_gradient`` (default
 1e-3), then below each further tenfold smaller level, and also whenever the
 flow time has doubled since the last test while the gradient norm is below
-``switch_gradient``, the Hessian is tested for positive definiteness by a
-Cholesky factorization. If it is positive definite, the flow
-is in the basin of a nearby minimum and Newton's method polishes: steps
--(H + mu I)^{-1} g with a tiny shift mu = 1e-12 max|H| for erf (1e-9 max|H|
-for ReLU, whose rescaling symmetry (a_i, w_i) -> (a_i / c, c w_i) gives exact
-zero modes, numerically of either sign), with a
-backtracking line search on the loss. Guards against a Newton jump to a
-*different* critical point than the flow's: every Newton iterate must again
-have a positive definite Hessian and a loss that is not higher than the
-previous one (within round-off); the total distance moved must stay below
-``max_polish_distance``. If a guard trips, the Newton attempt is discarded and
-the flow resumes from the switch point with a hundredfold smaller
-``switch_gradient``.
+``switch_gradient``,
+
+1. the Hessian must be positive definite (a Cholesky factorization of
+   H + mu I succeeds, mu = 1e-12 max|H| for erf; 1e-9 max|H| for ReLU, whose
+   rescaling symmetry (a_i, w_i) -> (a_i / c, c w_i) gives exact zero modes,
+   numerically of either sign): the flow is in the basin of a minimum, not
+   crossing a saddle region;
+2. one full Newton step must lower the loss and at least halve the gradient
+   norm: the quadratic model is already good (the quadratic regime), so that
+   Newton does not travel far.
+
+Only then does Newton polish: steps -(H + mu I)^{-1} g with a backtracking
+line search on the loss, chord steps reusing the factor while they cut |g|
+fourfold. Guards: every Newton iterate must again have a positive definite
+Hessian and a loss not higher than the previous one (within round-off); the
+total distance moved must stay below ``max_polish_distance`` times
+max(1, |theta|). If a guard trips, the Newton attempt is discarded and the
+flow resumes from where it was. The distance the polish moved is reported
+(``polish_distance``; typically 1e-5 to 1e-3 in the k = 50 experiment).
 
 For ReLU, minima are not isolated: the loss is invariant under
 (a_i, w_i) -> (a_i / c, c w_i), and gradient flow conserves a_i^2 - |w_i|^2.
@@ -116,7 +127,7 @@ SCHEMES = ("gaussian", "glorot")
 _SCIPY_SOLVERS = {"bdf": BDF, "lsoda": LSODA, "radau": Radau}
 #: "auto" hands over from RKC to BDF when an RKC step costs more than this
 #: many (measured) Hessian-plus-factorization times.
-_SWITCH_FACTOR = 1.0
+_SWITCH_FACTOR = 0.3
 
 
 # --------------------------------------------------------------- results ---
@@ -337,8 +348,14 @@ def _shift_for(H, kind="erf"):
     return rel * max(1.0, float(np.abs(H).max()))
 
 
-def _newton_polish(C: _Counter, theta, tol, max_iter, max_distance, deadline):
+def _newton_polish(C: _Counter, theta, tol, max_iter, max_distance, deadline, fac0=None):
     """Newton from a point with positive definite Hessian; see the module doc.
+
+    ``fac0``: the Cholesky factor of the shifted Hessian at ``theta`` if known.
+    After a full Newton step that cut |g| at least tenfold (the quadratic
+    regime), up to three chord steps reuse the same factor (a gradient and two
+    triangular solves each, instead of a Hessian and a factorization), as long
+    as each cuts |g| at least fourfold without raising the loss.
 
     Returns (theta, ok, message, iterations, distance, losses).
     """
@@ -347,21 +364,25 @@ def _newton_polish(C: _Counter, theta, tol, max_iter, max_distance, deadline):
     losses = [L]
     dist = 0.0
     slow = 0
+    # round-off of L: it is a sum of terms as large as the teacher's constant term
+    slack = 64 * np.finfo(float).eps * (1.0 + abs(L) + abs(C.ob.const))
+    floor = 1e3 * tol  # below this a failure to improve is round-off, not a wrong basin
     for it in range(1, max_iter + 1):
         if gn <= tol:
             return theta, True, "converged", it - 1, dist, losses
         if time.perf_counter() > deadline:
             return theta, False, "time limit during Newton", it - 1, dist, losses
-        H = C.hessian(theta)
-        if not np.all(np.isfinite(H)):
-            return theta, False, "non-finite Hessian", it - 1, dist, losses
-        fac = _cholesky(H, _shift_for(H, C.ob.act.kind))
-        if fac is None:
-            return theta, False, "Hessian not positive definite at a Newton iterate", it - 1, dist, losses
+        if it == 1 and fac0 is not None:
+            fac = fac0
+        else:
+            H = C.hessian(theta)
+            if not np.all(np.isfinite(H)):
+                return theta, False, "non-finite Hessian", it - 1, dist, losses
+            fac = _cholesky(H, _shift_for(H, C.ob.act.kind))
+            if fac is None:
+                return theta, False, "Hessian not positive definite at a Newton iterate", it - 1, dist, losses
         p = -sla.cho_solve(fac, g, check_finite=False)
         slope = float(g @ p)
-        # round-off of L: it is a sum of terms as large as the teacher's constant term
-        slack = 64 * np.finfo(float).eps * (1.0 + abs(L) + abs(C.ob.const))
         alpha = 1.0
         while True:
             trial = theta + alpha * p
@@ -376,16 +397,47 @@ def _newton_polish(C: _Counter, theta, tol, max_iter, max_distance, deadline):
                 break
             alpha *= 0.5
             if alpha < 1e-12:
-                return theta, False, "Newton line search failed (round-off floor reached)", it, dist, losses
+                if gn <= floor:
+                    return theta, False, "Newton stagnated at the round-off floor", it, dist, losses
+                return theta, False, "Newton line search failed", it, dist, losses
         dist += alpha * float(np.linalg.norm(p))
         if dist > max_distance:
             return theta, False, f"Newton moved farther than {max_distance:.3g}", it, dist, losses
         slow = slow + 1 if gtn > 0.5 * gn else 0
+        quadratic = alpha == 1.0 and gtn <= 0.1 * gn
         theta, L, g, gn = trial, Lt, gt, gtn
         losses.append(L)
-        if slow >= 4 and gn <= 1e3 * tol:
+        if quadratic:  # chord steps with the same factor
+            for _ in range(3):
+                if gn <= tol:
+                    break
+                q = -sla.cho_solve(fac, g, check_finite=False)
+                trial = theta + q
+                Lt, gt = C.loss_and_gradient(trial)
+                gtn = float(np.linalg.norm(gt))
+                if not (gtn <= 0.25 * gn and Lt <= L + slack):
+                    break
+                dist += float(np.linalg.norm(q))
+                theta, L, g, gn = trial, Lt, gt, gtn
+                losses.append(L)
+        if slow >= 4 and gn <= floor:
             return theta, gn <= tol, "Newton stagnated at the round-off floor", it, dist, losses
     return theta, gn <= tol, "converged" if gn <= tol else "Newton iteration limit", max_iter, dist, losses
+
+
+#: Probe the full Newton step before starting the polish (see _newton_step_helps).
+_PROBE = True
+
+
+def _newton_step_helps(C: _Counter, theta, fac):
+    """Does one full Newton step lower the loss and halve the gradient norm?"""
+    L, g = C.loss_and_gradient(theta)
+    p = -sla.cho_solve(fac, g, check_finite=False)
+    try:
+        Lt, gt = C.loss_and_gradient(theta + p)
+    except ValueError:
+        return False
+    return bool(Lt <= L and np.linalg.norm(gt) <= 0.5 * np.linalg.norm(g))
 
 
 def _critical_polish(C: _Counter, theta, tol, max_iter, deadline):
@@ -553,7 +605,6 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     current = "rkc" if method == "auto" else method
     solver = None
     h_last = None
-    t_jac_cost = None  # measured seconds of one Hessian plus one factorization
     t_checked = np.inf  # flow time of the last switch check
     stall_t: list = []  # flow time every _STALL_STEPS steps
     dead_check = act.kind == "relu"
@@ -598,10 +649,8 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
             elif time.perf_counter() > deadline:
                 stop_reason = "max_time"
             elif current == "rkc" and method == "auto" and solver.stages > 50:
-                if t_jac_cost is None:
-                    t_jac_cost = _time_jacobian(C, theta)
-                t_grad = C.t_grad / max(C.n_grad, 1)
-                if solver.stages * t_grad > _SWITCH_FACTOR * t_jac_cost:
+                t_grad, t_jac = _cost_model(n, teacher.k, d)
+                if solver.stages * t_grad > _SWITCH_FACTOR * t_jac:
                     stop_reason = "switch"
             if gn > 100 * check_level and check_level < switch_gradient:
                 check_level = min(float(switch_gradient), gn / 10)  # left a plateau
@@ -609,7 +658,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
 
         if stop_reason == "switch":
             _collect(stats, solver, current)
-            h_last, solver, current = solver.h_abs, None, "bdf"
+            h_last, solver, current = solver.h_abs, None, "bdf32"
             continue
         if stop_reason.startswith("ODE solver failed"):
             _collect(stats, solver, current)
@@ -622,10 +671,15 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
             stats["switch_checks"] += 1
             t_checked = t
             H = C.hessian(theta)
-            if _cholesky(H, _shift_for(H, act.kind)) is not None:
+            fac = _cholesky(H, _shift_for(H, act.kind))
+            del H
+            if fac is not None and _PROBE and not _newton_step_helps(C, theta, fac):
+                fac = None  # the quadratic model is not good yet: keep flowing
+                check_level = min(check_level, gn)
+            if fac is not None:
                 reach = max_polish_distance * max(1.0, float(np.linalg.norm(theta)))
                 new, ok, why, its, dist, losses = _newton_polish(
-                    C, theta, tol, max_newton_iterations, reach, deadline)
+                    C, theta, tol, max_newton_iterations, reach, deadline, fac0=fac)
                 stats["newton_iterations"] += its
                 keep = ok or why == "time limit during Newton" or why.startswith("Newton stagnated")
                 if keep:
@@ -741,12 +795,53 @@ def _restore_balance(theta, n, d, balance0):
     return pack(a / c, W * c[:, None])
 
 
-def _time_jacobian(C: _Counter, theta):
-    """Seconds for one Hessian plus one LU factorization of its size (measured)."""
-    t0 = time.perf_counter()
-    H = C.hessian(theta)
-    sla.lu_factor(np.eye(H.shape[0]) + 1e-3 * H, check_finite=False)
-    return time.perf_counter() - t0
+def _cost_model(n, k, d):
+    """Modelled seconds of one gradient and of one Hessian plus factorization.
+
+    A fixed model (fitted on the development machine, one BLAS thread) rather
+    than timings measured during the run, so that the RKC -> BDF switch, and
+    with it the run, is deterministic.
+    """
+    N = n * (d + 1)
+    t_grad = 4e-5 + 6e-10 * n * (n + k) * d
+    t_jac = 1e-3 + 1.6e-8 * (n * d) ** 2 + 1e-11 * N**3  # closed-form Hessian, float32 LU
+    return t_grad, t_jac
+
+
+class _Float32BDF(BDF):
+    """scipy's BDF with its linear systems factorized in single precision.
+
+    The matrices I - c J (J = -H) are factorized by float32 Cholesky (they are
+    positive definite except near saddles, where float32 LU takes over),
+    about twice as fast as float64 LU. The factor is only used inside BDF's
+    simplified Newton iteration, whose convergence (and the local error test)
+    is checked in double precision, so the solution keeps double accuracy; a
+    poor factor only costs an extra Jacobian update.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+        def lu(A):
+            self.nlu += 1
+            A32 = np.asarray(A, dtype=np.float32)
+            c, info = sla.lapack.spotrf(A32, lower=False, clean=False, overwrite_a=False)
+            if info == 0:
+                return ("cholesky", c)
+            lu_, piv, info = sla.lapack.sgetrf(A32, overwrite_a=True)
+            return ("lu", (lu_, piv))
+
+        def solve_lu(factor, b):
+            kind, f = factor
+            b32 = np.asarray(b, dtype=np.float32)
+            if kind == "cholesky":
+                x, _ = sla.lapack.spotrs(f, b32, lower=False)
+            else:
+                x, _ = sla.lapack.sgetrs(f[0], f[1], b32)
+            return x.astype(np.float64)
+
+        self.lu = lu
+        self.solve_lu = solve_lu
 
 
 def _make_solver(name, C: _Counter, t0, y0, t_max, rtol, atol, h_last):
@@ -755,7 +850,7 @@ def _make_solver(name, C: _Counter, t0, y0, t_max, rtol, atol, h_last):
         kw["first_step"] = min(h_last, t_max - t0)
     if name == "rkc":
         return RKC(C.rhs, t0, y0, t_max, rtol=rtol, atol=atol, **kw)
-    cls = _SCIPY_SOLVERS[name]
+    cls = _Float32BDF if name == "bdf32" else _SCIPY_SOLVERS[name]
     return cls(C.rhs, t0, y0, t_max, rtol=rtol, atol=atol, jac=C.jac, **kw)
 
 

@@ -1,0 +1,91 @@
+"""Benchmark 3: the paper's phase-transition experiment at full scale, measured on a sample.
+
+The experiment: erf, unit-orthonormal teacher with k = 50 neurons in d = 51,
+students n = 1..49, 20 seeds each, Glorot-normal initialization, every run to
+|grad| <= 1e-12 (980 runs). This script runs a sample of it exactly as the
+sweep does (joblib, 2 worker processes, one BLAS thread each, same options),
+measures the wall-clock time and each run's time, and extrapolates to the full
+experiment: the mean run time at each sampled n is interpolated linearly in n
+to every n = 1..49, multiplied by 20 seeds, and divided by the parallel
+efficiency measured on the sample (sum of run times / (2 x wall time)).
+Nothing is read from the result store (a temporary store is used).
+
+    python benchmarks/bench_phase_k50.py [--n 1,5,9,...] [--seeds 0-1] [--jobs 2]
+
+Prints a table and writes benchmarks/results/phase_k50.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from copyaverage.__main__ import parse_range
+from copyaverage.classify import classify
+from copyaverage.store import ResultStore, code_hash
+from copyaverage.sweep import grid, sweep
+
+BUDGET_S = 2 * 3600.0
+K, SEEDS_FULL, N_FULL = 50, 20, np.arange(1, 50)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", default="1,5,9,13,17,21,25,29,33,37,41,45,49")
+    p.add_argument("--seeds", default="0-1")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "phase_k50.json"))
+    args = p.parse_args(argv)
+    ns, seeds = parse_range(args.n), parse_range(args.seeds)
+    specs = grid("erf", K, ns, seeds, "glorot")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        results = sweep(specs, store=ResultStore(tmp, code="bench"), n_jobs=args.jobs,
+                        progress=False)
+        wall = time.perf_counter() - t0
+    T = specs[0].teacher()
+    per_n = {}
+    rows = []
+    for s, r in zip(specs, results):
+        label = classify(r.a, r.W, T, "erf", loss=r.loss).label if r.converged else "not converged"
+        per_n.setdefault(s.n, []).append(r.timings["total"])
+        rows.append(dict(n=s.n, seed=s.seed, time=r.timings["total"], converged=r.converged,
+                         grad_norm=r.grad_norm, loss=r.loss, label=label, t_end=r.t_end,
+                         methods=r.stats["methods"], newton=r.stats["newton_iterations"]))
+    cpu = sum(r.timings["total"] for r in results)
+    efficiency = cpu / (args.jobs * wall)
+    n_s = np.array(sorted(per_n))
+    mean_t = np.array([np.mean(per_n[n]) for n in n_s])
+    est_cpu = SEEDS_FULL * float(np.sum(np.interp(N_FULL, n_s, mean_t)))
+    est_wall = est_cpu / (args.jobs * efficiency)
+    all_conv = all(r.converged for r in results)
+    print(f"{'n':>3} {'seed':>4} {'time s':>7} {'|grad|':>9} {'loss':>12}  class")
+    for row in rows:
+        print(f"{row['n']:>3} {row['seed']:>4} {row['time']:>7.2f} {row['grad_norm']:>9.1e} "
+              f"{row['loss']:>12.9f}  {row['label']}")
+    print(f"sample: {len(results)} runs, wall {wall:.1f} s with {args.jobs} workers, "
+          f"sum of run times {cpu:.1f} s, parallel efficiency {efficiency:.2f}; "
+          f"all converged: {all_conv}")
+    print(f"extrapolated full experiment (n = 1..49, {SEEDS_FULL} seeds, {SEEDS_FULL * 49} runs): "
+          f"{est_wall / 60:.1f} min wall on {args.jobs} workers "
+          f"(budget {BUDGET_S / 60:.0f} min: ratio budget/estimate = {BUDGET_S / est_wall:.1f})")
+    out = dict(benchmark="phase_k50", sample_n=ns, sample_seeds=seeds, jobs=args.jobs,
+               wall_s=wall, cpu_s=cpu, efficiency=efficiency, all_converged=all_conv,
+               estimated_full_wall_s=est_wall, budget_s=BUDGET_S, runs=rows,
+               code_hash=code_hash(), machine=platform.platform(), cpus=os.cpu_count(),
+               python=sys.version.split()[0], date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    return 0 if all_conv else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
