@@ -1,0 +1,245 @@
+"""Critical points of the population loss: Hessian signatures and a Newton search.
+
+A critical point (a, W) of the loss L has zero gradient; its type is read off the
+eigenvalues of the Hessian there. :func:`hessian_signature` counts negative, zero
+and positive eigenvalues with a relative tolerance, :func:`analyze_point` bundles
+loss, gradient norm and signature into a :class:`CriticalPoint` record, and
+:func:`newton_critical_point` looks for the critical point nearest to a given
+start by Newton's method on the gradient (critical points of any type, not only
+minima).
+
+For erf and ReLU the derivatives come from the hand-derived closed forms of
+:mod:`copyaverage.derivatives` (fast); for the other activations from autograd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .activations import Activation, get_activation
+from .loss import check_student, gradient, hessian, pack, population_loss, unpack
+from .teacher import Teacher
+
+__all__ = [
+    "CriticalPoint",
+    "NewtonResult",
+    "analyze_point",
+    "hessian_of",
+    "hessian_signature",
+    "newton_critical_point",
+    "signature_kind",
+]
+
+#: Default relative tolerance below which a Hessian eigenvalue counts as zero.
+ZERO_RTOL = 1e-8
+
+
+def hessian_of(a, W, teacher: Teacher, activation: str | Activation) -> np.ndarray:
+    """The Hessian of the loss at (a, W): closed form for erf and ReLU, else autograd.
+
+    Returns
+    -------
+    ndarray, shape (n (1 + d), n (1 + d))
+    """
+    act = get_activation(activation)
+    if act.kind in ("erf", "relu"):
+        from .derivatives import closed_form_hessian
+
+        return closed_form_hessian(a, W, teacher, act)
+    return hessian(a, W, teacher, act)
+
+
+def hessian_signature(H, rtol: float = ZERO_RTOL) -> tuple[int, int, int]:
+    """Numbers of negative, zero and positive eigenvalues of a symmetric matrix.
+
+    An eigenvalue lam counts as zero when |lam| <= rtol * max(1, max |eigenvalue|).
+
+    Parameters
+    ----------
+    H : array_like, shape (p, p)
+    rtol : float
+
+    Returns
+    -------
+    (n_negative, n_zero, n_positive) : tuple of int
+    """
+    H = np.asarray(H, dtype=float)
+    if H.ndim != 2 or H.shape[0] != H.shape[1]:
+        raise ValueError(f"H must be a square matrix, got shape {H.shape}")
+    ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+    tol = rtol * max(1.0, float(np.max(np.abs(ev))))
+    return int(np.sum(ev < -tol)), int(np.sum(np.abs(ev) <= tol)), int(np.sum(ev > tol))
+
+
+def signature_kind(n_negative: int, n_zero: int, n_positive: int) -> str:
+    """A word for a Hessian signature at a critical point.
+
+    ``"minimum"`` (all eigenvalues positive), ``"saddle"`` (both signs),
+    ``"maximum"`` (all negative); with zero eigenvalues and no negative one the
+    Hessian cannot tell a minimum from a degenerate saddle, which is
+    ``"degenerate (no negative curvature)"``.
+    """
+    if n_negative == 0:
+        return "minimum" if n_zero == 0 else "degenerate (no negative curvature)"
+    if n_positive == 0 and n_zero == 0:
+        return "maximum"
+    return "saddle"
+
+
+@dataclass(frozen=True)
+class CriticalPoint:
+    """A point of the loss landscape with its loss, gradient norm and Hessian type.
+
+    Attributes
+    ----------
+    label : str
+        What the point is, in words (e.g. ``"average"``).
+    a : ndarray, shape (n,)
+    W : ndarray, shape (n, d)
+    loss : float
+    grad_norm : float
+        Euclidean norm of the gradient with respect to pack(a, W).
+    n_negative, n_zero, n_positive : int
+        Hessian eigenvalue counts (see :func:`hessian_signature`).
+    kind : str
+        :func:`signature_kind` of the counts.
+    eigenvalues : ndarray
+        All Hessian eigenvalues, ascending.
+    """
+
+    label: str
+    a: np.ndarray
+    W: np.ndarray
+    loss: float
+    grad_norm: float
+    n_negative: int
+    n_zero: int
+    n_positive: int
+    kind: str
+    eigenvalues: np.ndarray = field(repr=False)
+
+
+def analyze_point(a, W, teacher: Teacher, activation: str | Activation, label: str = "",
+                  rtol: float = ZERO_RTOL) -> CriticalPoint:
+    """Loss, gradient norm and Hessian signature of the student (a, W).
+
+    Parameters
+    ----------
+    a : array_like, shape (n,)
+    W : array_like, shape (n, d)
+    teacher : Teacher
+    activation : str or Activation
+    label : str
+    rtol : float
+        Zero tolerance of :func:`hessian_signature`.
+
+    Returns
+    -------
+    CriticalPoint
+        (Whether it *is* critical is for the caller to judge from ``grad_norm``.)
+    """
+    act = get_activation(activation)
+    a, W = check_student(a, W, teacher)
+    H = hessian_of(a, W, teacher, act)
+    ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+    neg, zero, pos = hessian_signature(H, rtol)
+    return CriticalPoint(
+        label=label, a=a.copy(), W=W.copy(),
+        loss=population_loss(a, W, teacher, act),
+        grad_norm=float(np.linalg.norm(gradient(a, W, teacher, act))),
+        n_negative=neg, n_zero=zero, n_positive=pos,
+        kind=signature_kind(neg, zero, pos), eigenvalues=ev,
+    )
+
+
+@dataclass(frozen=True)
+class NewtonResult:
+    """Outcome of :func:`newton_critical_point`.
+
+    Attributes
+    ----------
+    a : ndarray, shape (n,)
+    W : ndarray, shape (n, d)
+        The last iterate.
+    converged : bool
+        True when the gradient norm fell to ``tol``.
+    iterations : int
+    grad_norms : ndarray
+        Gradient norm at the start and after every iteration.
+    distance : float
+        |pack(a, W) - pack(a0, W0)|, Euclidean distance from the start.
+    """
+
+    a: np.ndarray
+    W: np.ndarray
+    converged: bool
+    iterations: int
+    grad_norms: np.ndarray
+    distance: float
+
+
+def newton_critical_point(a0, W0, teacher: Teacher, activation: str | Activation, *,
+                          tol: float = 1e-12, max_iter: int = 100,
+                          rcond: float = 1e-12) -> NewtonResult:
+    """Newton's method on the gradient, for the critical point nearest a start.
+
+    Each step solves H p = -g in the least-squares sense (minimum-norm step,
+    which copes with the flat directions of symmetric or homogeneous losses) and
+    halves the step until the gradient norm decreases. This finds critical
+    points of any type, saddles included, as opposed to a minimizer, which
+    would slide away from a saddle.
+
+    Parameters
+    ----------
+    a0 : array_like, shape (n,)
+    W0 : array_like, shape (n, d)
+    teacher : Teacher
+    activation : str or Activation
+    tol : float
+        Stop when the gradient norm is at most tol.
+    max_iter : int
+    rcond : float
+        Relative cut-off for small singular values of the Hessian.
+
+    Returns
+    -------
+    NewtonResult
+    """
+    from .derivatives import Objective
+
+    act = get_activation(activation)
+    a0, W0 = check_student(a0, W0, teacher)
+    n, d = W0.shape
+    theta0 = pack(a0, W0)
+    theta = theta0.copy()
+    obj = Objective(teacher, act, n)  # closed forms for erf and ReLU, else autograd
+
+    def grad(th):
+        return obj.gradient(th)
+
+    g = grad(theta)
+    norms = [float(np.linalg.norm(g))]
+    it = 0
+    while norms[-1] > tol and it < max_iter:
+        it += 1
+        H = obj.hessian(theta)
+        step = np.linalg.lstsq(H, -g, rcond=rcond)[0]
+        t = 1.0
+        for _ in range(40):
+            trial = theta + t * step
+            try:
+                g_trial = grad(trial)
+            except ValueError:  # e.g. a ReLU neuron pushed to w = 0
+                g_trial = None
+            if g_trial is not None and np.linalg.norm(g_trial) < norms[-1]:
+                break
+            t *= 0.5
+        else:
+            break  # no step decreases the gradient norm: give up honestly
+        theta, g = trial, g_trial
+        norms.append(float(np.linalg.norm(g)))
+    a, W = unpack(theta, n, d)
+    return NewtonResult(a=a.copy(), W=W.copy(), converged=norms[-1] <= tol, iterations=it,
+                        grad_norms=np.array(norms), distance=float(np.linalg.norm(theta - theta0)))
