@@ -3,11 +3,19 @@
 The library behind the living paper on *Should Under-parameterized Student
 Networks Copy or Average Teacher Weights?* (Simsek, Bendjeddou, Gerstner, Brea,
 NeurIPS 2023).
+
+Submodules with a function of the same name are not re-exported here, so that
+``import copyaverage.sweep`` keeps meaning the module: use
+``copyaverage.sweep.sweep`` and ``copyaverage.classify.classify``.
 """
 
 from .activations import ACTIVATIONS, Activation, erf_activation, get_activation
+from .derivatives import closed_form_gradient, closed_form_hessian
+from .flow import FlowResult, gradient_flow, initialize
 from .gaussian import monte_carlo_pair_interaction, pair_interaction
 from .loss import gradient, hessian, monte_carlo_loss, pack, population_loss, unpack
+from .store import ResultStore
+from .sweep import RunSpec, grid
 from .teacher import Teacher
 
 __version__ = "0.1.0"
@@ -15,11 +23,19 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "FlowResult",
+    "ResultStore",
+    "RunSpec",
     "Teacher",
+    "closed_form_gradient",
+    "closed_form_hessian",
     "erf_activation",
     "get_activation",
     "gradient",
+    "gradient_flow",
+    "grid",
     "hessian",
+    "initialize",
     "monte_carlo_loss",
     "monte_carlo_pair_interaction",
     "pack",

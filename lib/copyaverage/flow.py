@@ -144,12 +144,16 @@ class Trajectory:
     grad_norm : ndarray, shape (m,)
     theta : ndarray, shape (m, n (1 + d)) or None
         The parameters pack(a, W) at those times (None when not recorded).
+    param_norm : ndarray, shape (m,)
+        |theta| at those times (always recorded; shows weights that keep
+        growing, as when two neurons merge with diverging outgoing weights).
     """
 
     t: np.ndarray
     loss: np.ndarray
     grad_norm: np.ndarray
     theta: np.ndarray | None = None
+    param_norm: np.ndarray | None = None
 
     def a(self, n: int) -> np.ndarray:
         """Outgoing weights along the trajectory, shape (m, n)."""
@@ -437,7 +441,8 @@ def _newton_step_helps(C: _Counter, theta, fac):
         Lt, gt = C.loss_and_gradient(theta + p)
     except ValueError:
         return False
-    return bool(Lt <= L and np.linalg.norm(gt) <= 0.5 * np.linalg.norm(g))
+    slack = 64 * np.finfo(float).eps * (1.0 + abs(L) + abs(C.ob.const))  # round-off of L
+    return bool(Lt <= L + slack and np.linalg.norm(gt) <= 0.5 * np.linalg.norm(g))
 
 
 def _critical_polish(C: _Counter, theta, tol, max_iter, deadline):
@@ -480,7 +485,8 @@ class _Recorder:
         if force or t >= self.next_t:
             if self.rows and self.rows[-1][0] == t:
                 return
-            self.rows.append((t, L, gn, np.array(theta, copy=True) if self.keep_theta else None))
+            self.rows.append((t, L, gn, np.array(theta, copy=True) if self.keep_theta else None,
+                              float(np.linalg.norm(theta))))
             self.next_t = t * self.ratio if t > 0 else 0.0
 
     def result(self):
@@ -488,7 +494,7 @@ class _Recorder:
         L = np.array([r[1] for r in self.rows])
         gn = np.array([r[2] for r in self.rows])
         theta = np.array([r[3] for r in self.rows]) if self.keep_theta else None
-        return Trajectory(t, L, gn, theta)
+        return Trajectory(t, L, gn, theta, np.array([r[4] for r in self.rows]))
 
 
 def _validate_options(tol, method, rtol, atol, t_max, max_time, switch_gradient,
@@ -742,6 +748,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
         status = "converged" if converged else "not converged"
         if not converged:
             message += f"; final gradient norm {gn:.2e} > tol {tol:.1e}"
+            message += _growth_note(rec)
     stats["n_gradient_evaluations"] = C.n_grad
     stats["n_hessian_evaluations"] = C.n_hess
     timings["total"] = time.perf_counter() - t_start
@@ -751,6 +758,20 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                       polish=polish_kind, polish_distance=float(polish_distance),
                       polish_loss_change=float(polish_dL), stats=stats, timings=timings,
                       options=options)
+
+
+def _growth_note(rec: "_Recorder") -> str:
+    """A remark when |theta| still grew over the last three decades of flow time."""
+    t = np.array([r[0] for r in rec.rows])
+    norm = np.array([r[4] for r in rec.rows])
+    if len(t) < 2 or t[-1] < 1e6:
+        return ""
+    i = int(np.searchsorted(t, t[-1] / 1e3))
+    if norm[-1] > 1.01 * norm[i]:
+        return (f"; |theta| still grew from {norm[i]:.4g} to {norm[-1]:.4g} over the last three "
+                "decades of t: the flow may be heading to a critical point at infinity "
+                "(e.g. two neurons merging while their outgoing weights diverge)")
+    return ""
 
 
 #: A run stops as stalled when _STALL_STEPS ODE steps advanced t by less than 1%.

@@ -57,7 +57,7 @@ __all__ = [
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _ROOT_MODULES = ("flow", "sweep", "store")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _relative_imports(path: Path):
@@ -139,6 +139,8 @@ def result_to_arrays(result: FlowResult, params: dict | None = None) -> dict:
                      else np.zeros(0)),
         traj_t=result.trajectory.t, traj_loss=result.trajectory.loss,
         traj_grad_norm=result.trajectory.grad_norm,
+        traj_param_norm=(result.trajectory.param_norm if result.trajectory.param_norm is not None
+                         else np.zeros(0)),
     )
     if result.trajectory.theta is not None:
         out["traj_theta"] = result.trajectory.theta
@@ -152,7 +154,8 @@ def result_from_arrays(z) -> FlowResult:
         raise ValueError(f"stored result has format {meta.get('format')}, expected {FORMAT_VERSION}")
     traj = Trajectory(np.array(z["traj_t"]), np.array(z["traj_loss"]),
                       np.array(z["traj_grad_norm"]),
-                      np.array(z["traj_theta"]) if meta["has_theta"] else None)
+                      np.array(z["traj_theta"]) if meta["has_theta"] else None,
+                      np.array(z["traj_param_norm"]))
     return FlowResult(
         a=np.array(z["a"]), W=np.array(z["W"]), loss=meta["loss"], grad_norm=meta["grad_norm"],
         converged=meta["converged"], tol=meta["tol"],

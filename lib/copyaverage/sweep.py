@@ -197,7 +197,7 @@ def sweep(specs, *, store: ResultStore | str | None = None, n_jobs: int = 2,
             todo.append(i)
         else:
             results[i] = r
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: tqdm.auto warns on stderr without ipywidgets
 
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=desc, disable=not progress,
                unit="run", dynamic_ncols=True)
