@@ -182,7 +182,7 @@ class NewtonResult:
 
 def newton_critical_point(a0, W0, teacher: Teacher, activation: str | Activation, *,
                           tol: float = 1e-12, max_iter: int = 100,
-                          rcond: float = 1e-12) -> NewtonResult:
+                          rcond: float = 1e-12, max_step: float | None = None) -> NewtonResult:
     """Newton's method on the gradient, for the critical point nearest a start.
 
     Each step solves H p = -g in the least-squares sense (minimum-norm step,
@@ -202,6 +202,9 @@ def newton_critical_point(a0, W0, teacher: Teacher, activation: str | Activation
     max_iter : int
     rcond : float
         Relative cut-off for small singular values of the Hessian.
+    max_step : float, optional
+        Longest step allowed (Euclidean norm); longer Newton steps are shortened
+        to this length, which keeps the search local. Default: no limit.
 
     Returns
     -------
@@ -226,6 +229,9 @@ def newton_critical_point(a0, W0, teacher: Teacher, activation: str | Activation
         it += 1
         H = obj.hessian(theta)
         step = np.linalg.lstsq(H, -g, rcond=rcond)[0]
+        length = float(np.linalg.norm(step))
+        if max_step is not None and length > max_step:
+            step *= max_step / length
         t = 1.0
         for _ in range(40):
             trial = theta + t * step
