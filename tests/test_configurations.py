@@ -18,6 +18,7 @@ from copyaverage.configurations import (
     partition_type,
     set_partitions,
     stirling2,
+    survey_copy_average,
 )
 from copyaverage.one_neuron import optimal_loss
 
@@ -163,3 +164,20 @@ def test_bad_input():
         copy_average_point([(0, 1, 2), (3,)], T, "gelu")
     with pytest.raises(ValueError, match="stirling|1 <= n <= k"):
         stirling2(3, 5)
+
+
+def test_survey_matches_direct_computation_and_symmetry():
+    rows = survey_copy_average(4, "erf")
+    assert len(rows) == bell_number(4)
+    assert max(r["grad_norm"] for r in rows) < 1e-14
+    # relabelling teacher neurons is a symmetry: the Hessian signature depends on the type only
+    by_type = {}
+    for r in rows:
+        by_type.setdefault(r["type"], set()).add((r["n_negative"], r["n_zero"], r["n_positive"]))
+    assert all(len(s) == 1 for s in by_type.values())
+    # each record agrees with a direct evaluation
+    r = rows[7]
+    T = Teacher.orthonormal(4)
+    a, W = copy_average_point(r["groups"], T, "erf")
+    assert r["loss"] == population_loss(a, W, T, "erf")
+    assert r["n"] == len(r["groups"]) and r["type"] == partition_type(r["groups"])

@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from .activations import Activation, get_activation
+from .critical import eigenvalue_signature, hessian_of
+from .loss import gradient, population_loss
 from .one_neuron import is_unit_orthonormal, one_neuron_solution, optimal_loss
 from .teacher import Teacher
 
@@ -39,6 +41,7 @@ __all__ = [
     "partition_type",
     "set_partitions",
     "stirling2",
+    "survey_copy_average",
 ]
 
 
@@ -348,3 +351,45 @@ def nearest_copy_average(a, W, teacher: Teacher):
         groups.append(tuple(sorted(int(j) for j in order[:m])))
         cosines[i] = c[m - 1]
     return groups, cosines
+
+
+def survey_copy_average(k: int, activation: str | Activation, n: int | None = None,
+                        teacher: Teacher | None = None) -> list[dict]:
+    """Loss, gradient norm and Hessian signature of every CA configuration of k neurons.
+
+    Parameters
+    ----------
+    k : int
+        Number of teacher neurons.
+    activation : str or Activation
+    n : int, optional
+        Only partitions into n groups (default: all, 1 <= n <= k).
+    teacher : Teacher, optional
+        Default ``Teacher.orthonormal(k)`` (d = k + 1).
+
+    Returns
+    -------
+    list of dict
+        One record per set partition with keys ``groups``, ``type`` (sorted
+        group sizes), ``n``, ``loss``, ``grad_norm`` (exact gradient from
+        :func:`copyaverage.gradient`), ``n_negative``, ``n_zero``,
+        ``n_positive`` (Hessian eigenvalues, see
+        :func:`copyaverage.critical.hessian_signature`) and ``min_abs_eigenvalue``.
+    """
+    k, n = _check_k_n(k, n)
+    T = Teacher.orthonormal(k) if teacher is None else teacher
+    if T.k != k:
+        raise ValueError(f"the teacher has {T.k} neurons, not k = {k}")
+    act = get_activation(activation)
+    rows = []
+    for groups in iter_set_partitions(k, n):
+        a, W = copy_average_point(groups, T, act)
+        H = hessian_of(a, W, T, act)
+        ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+        neg, zero, pos = eigenvalue_signature(ev)
+        rows.append(dict(groups=groups, type=partition_type(groups), n=len(groups),
+                         loss=population_loss(a, W, T, act),
+                         grad_norm=float(np.linalg.norm(gradient(a, W, T, act))),
+                         n_negative=neg, n_zero=zero, n_positive=pos,
+                         min_abs_eigenvalue=float(np.min(np.abs(ev)))))
+    return rows

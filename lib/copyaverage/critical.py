@@ -26,6 +26,7 @@ __all__ = [
     "CriticalPoint",
     "NewtonResult",
     "analyze_point",
+    "eigenvalue_signature",
     "hessian_of",
     "hessian_signature",
     "newton_critical_point",
@@ -68,7 +69,12 @@ def hessian_signature(H, rtol: float = ZERO_RTOL) -> tuple[int, int, int]:
     H = np.asarray(H, dtype=float)
     if H.ndim != 2 or H.shape[0] != H.shape[1]:
         raise ValueError(f"H must be a square matrix, got shape {H.shape}")
-    ev = np.linalg.eigvalsh(0.5 * (H + H.T))
+    return eigenvalue_signature(np.linalg.eigvalsh(0.5 * (H + H.T)), rtol)
+
+
+def eigenvalue_signature(eigenvalues, rtol: float = ZERO_RTOL) -> tuple[int, int, int]:
+    """:func:`hessian_signature` from precomputed eigenvalues."""
+    ev = np.asarray(eigenvalues, dtype=float)
     tol = rtol * max(1.0, float(np.max(np.abs(ev))))
     return int(np.sum(ev < -tol)), int(np.sum(np.abs(ev) <= tol)), int(np.sum(ev > tol))
 
@@ -144,7 +150,7 @@ def analyze_point(a, W, teacher: Teacher, activation: str | Activation, label: s
     a, W = check_student(a, W, teacher)
     H = hessian_of(a, W, teacher, act)
     ev = np.linalg.eigvalsh(0.5 * (H + H.T))
-    neg, zero, pos = hessian_signature(H, rtol)
+    neg, zero, pos = eigenvalue_signature(ev, rtol)
     return CriticalPoint(
         label=label, a=a.copy(), W=W.copy(),
         loss=population_loss(a, W, teacher, act),
