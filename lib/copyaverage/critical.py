@@ -14,6 +14,7 @@ For erf and ReLU the derivatives come from the hand-derived closed forms of
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "hessian_of",
     "hessian_signature",
     "newton_critical_point",
+    "search_critical_points",
     "signature_kind",
 ]
 
@@ -255,3 +257,66 @@ def newton_critical_point(a0, W0, teacher: Teacher, activation: str | Activation
     a, W = unpack(theta, n, d)
     return NewtonResult(a=a.copy(), W=W.copy(), converged=norms[-1] <= tol, iterations=it,
                         grad_norms=np.array(norms), distance=float(np.linalg.norm(theta - theta0)))
+
+
+def search_critical_points(teacher: Teacher, activation: str | Activation, n: int = 1, *,
+                           starts: int = 10, seed: int = 0, max_norm: float = 50.0,
+                           tol: float = 1e-12) -> list[NewtonResult]:
+    """Critical points of any type found from random starts.
+
+    Each start minimizes the squared gradient norm |grad L|^2 with L-BFGS (its
+    minima with value 0 are the critical points of L, saddles included) and
+    then polishes with :func:`newton_critical_point`. Starts: outgoing weights
+    N(0, n^-1 k^2), incoming vectors N(0, rho^2 / d) with rho ~ U(0.2, 1.5).
+
+    Parameters
+    ----------
+    teacher : Teacher
+    activation : str or Activation
+    n : int
+        Student width.
+    starts : int
+    seed : int
+    max_norm : float
+        Runs that end with an incoming vector longer than this are dropped (far
+        out the gradient fades without a critical point).
+    tol : float
+        Gradient norm required of a critical point.
+
+    Returns
+    -------
+    list of NewtonResult
+        The converged runs only (including trivial ones with some a_i = 0).
+    """
+    from scipy.optimize import minimize
+
+    from .derivatives import Objective
+
+    act = get_activation(activation)
+    d, k = teacher.d, teacher.k
+    obj = Objective(teacher, act, n)
+    rng = np.random.default_rng(seed)
+
+    def squared(th):
+        g = obj.gradient(th)
+        return float(g @ g), 2.0 * (obj.hessian(th) @ g)
+
+    found = []
+    for _ in range(starts):
+        a0 = rng.normal(size=n) * k / math.sqrt(n)
+        W0 = rng.normal(size=(n, d)) * rng.uniform(0.2, 1.5) / math.sqrt(d)
+        try:
+            res = minimize(squared, pack(a0, W0), jac=True, method="L-BFGS-B",
+                           options=dict(maxiter=400, gtol=1e-20, ftol=1e-30))
+        except ValueError:  # a ReLU neuron reached w = 0
+            continue
+        a1, W1 = unpack(res.x, n, d)
+        if res.fun > 1e-10 or np.linalg.norm(W1, axis=1).max() > max_norm:
+            continue
+        try:
+            nr = newton_critical_point(a1, W1, teacher, act, tol=tol, max_iter=30)
+        except ValueError:
+            continue
+        if nr.converged:
+            found.append(nr)
+    return found

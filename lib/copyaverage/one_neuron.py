@@ -70,6 +70,7 @@ __all__ = [
     "one_neuron_solution",
     "optimal_loss",
     "optimal_loss_asymptote",
+    "profiled_loss",
     "reduced_loss",
     "ray_profile",
     "silent_loss",
@@ -308,6 +309,40 @@ def reduced_loss(norm: float, cosines, activation: str | Activation, a: float | 
     if a is None:
         return L0 - B * B / gww
     return float(a * a * gww - 2 * a * B + L0)
+
+
+def profiled_loss(W, teacher: Teacher, activation: str | Activation, chunk: int = 256) -> np.ndarray:
+    """The one-neuron loss with the best outgoing weight, for many incoming vectors at once.
+
+    L0 - (sum_j a*_j g(w, v_j))^2 / g(w, w) for each row w of W (any teacher).
+
+    Parameters
+    ----------
+    W : array_like, shape (N, d)
+        Non-zero rows.
+    teacher : Teacher
+    activation : str or Activation
+    chunk : int
+        Rows per block (the self-interactions are the diagonal of a block).
+
+    Returns
+    -------
+    ndarray, shape (N,)
+    """
+    act = get_activation(activation)
+    W = np.asarray(W, dtype=float)
+    if W.ndim != 2 or W.shape[1] != teacher.d:
+        raise ValueError(f"W must have shape (N, {teacher.d}), got {W.shape}")
+    if np.any(np.linalg.norm(W, axis=1) == 0):
+        raise ValueError("every row of W must be non-zero")
+    L0 = float(teacher.a @ np.asarray(pair_interaction(teacher.V, teacher.V, act)) @ teacher.a)
+    out = np.empty(W.shape[0])
+    for lo in range(0, W.shape[0], chunk):
+        B = W[lo:lo + chunk]
+        gww = np.diag(np.asarray(pair_interaction(B, B, act)))
+        cross = np.asarray(pair_interaction(B, teacher.V, act)) @ teacher.a
+        out[lo:lo + chunk] = L0 - cross**2 / gww
+    return out
 
 
 def _profile_fn(m, sign, act):
