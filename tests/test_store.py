@@ -124,6 +124,7 @@ def test_sweep_loads_stored_runs_and_resumes(tmp_path, monkeypatch):
     res = sweep(specs, store=st, n_jobs=1, progress=False)
     assert len(calls) == 2 and len(st.keys()) == 4  # only the missing ones
     assert [r.n for r in res] == [1, 1, 2, 2] and all(r.converged for r in res)
+    assert all(r.grad_norm <= r.tol == 1e-12 for r in res)  # converged means |g| <= tol
     calls = _count_runs(monkeypatch)
     again = sweep(specs, store=st, n_jobs=1, progress=False)
     assert calls == []
