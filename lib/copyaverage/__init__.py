@@ -10,10 +10,12 @@ Submodules with a function of the same name are not re-exported here, so that
 """
 
 from .activations import ACTIVATIONS, Activation, erf_activation, get_activation
+from .configurations import copy_average_point, integer_partitions, set_partitions
 from .derivatives import closed_form_gradient, closed_form_hessian
 from .flow import FlowResult, gradient_flow, initialize
 from .gaussian import monte_carlo_pair_interaction, pair_interaction
 from .loss import gradient, hessian, monte_carlo_loss, pack, population_loss, unpack
+from .one_neuron import one_neuron_critical_points, one_neuron_solution
 from .store import ResultStore
 from .sweep import RunSpec, grid
 from .teacher import Teacher
@@ -29,6 +31,7 @@ __all__ = [
     "Teacher",
     "closed_form_gradient",
     "closed_form_hessian",
+    "copy_average_point",
     "erf_activation",
     "get_activation",
     "gradient",
@@ -36,10 +39,14 @@ __all__ = [
     "grid",
     "hessian",
     "initialize",
+    "integer_partitions",
     "monte_carlo_loss",
     "monte_carlo_pair_interaction",
+    "one_neuron_critical_points",
+    "one_neuron_solution",
     "pack",
     "pair_interaction",
     "population_loss",
+    "set_partitions",
     "unpack",
 ]
