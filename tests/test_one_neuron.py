@@ -48,7 +48,7 @@ def _brute_force(teacher, act, starts, seed=0, init_norm=1.0):
 def test_erf_closed_form_is_the_brute_force_minimum(m, scale):
     act = erf_activation(scale)
     T = Teacher.orthonormal(m)
-    best = _brute_force(T, act, starts=15, seed=m)
+    best = _brute_force(T, act, starts=10, seed=m)
     opt = one_neuron_optimum(m, act)
     assert best.fun == pytest.approx(opt.loss, abs=1e-10)
     a, W = one_neuron_solution(T, act)
@@ -64,7 +64,7 @@ def test_erf_closed_form_is_the_brute_force_minimum(m, scale):
 @pytest.mark.parametrize("m", [2, 5])
 def test_relu_closed_form_is_the_brute_force_minimum(m):
     T = Teacher.orthonormal(m)
-    best = _brute_force(T, "relu", starts=12, seed=m)
+    best = _brute_force(T, "relu", starts=8, seed=m)
     opt = one_neuron_optimum(m, "relu")
     assert best.fun == pytest.approx(opt.loss, abs=1e-9)
     a, w = best.x[0], best.x[1:]
@@ -159,7 +159,7 @@ def _matches(res, point, relu):
     return abs(a - pa) < 1e-7 and np.allclose(w, pw, atol=1e-7)
 
 
-@pytest.mark.parametrize("name, m, starts", [("erf", 3, 10), ("erf_plain", 3, 10), ("relu", 3, 8)])
+@pytest.mark.parametrize("name, m, starts", [("erf", 3, 10), ("relu", 2, 8)])
 def test_critical_point_list_is_complete(name, m, starts):
     """Minimizing |grad L|^2 from random starts finds only listed points (or a = 0)."""
     T = Teacher.orthonormal(m)
