@@ -4,7 +4,7 @@ erf, unit-orthonormal teacher k = 50 (d = 51), Glorot initialization, a few
 student widths; every run to |grad| <= 1e-12 with method = "auto" (RKC, then
 float32-factorized BDF in very stiff stretches), "rkc", "bdf" and "lsoda"
 (scipy's, with the exact closed-form Hessian as Jacobian), all with the same
-rtol = 1e-4, atol = 1e-7 and the same Newton hand-over. Prints the time of
+rtol = 1e-4, atol = 1e-6 and the same Newton hand-over. Prints the time of
 each and its ratio to "auto", and the distance of each end point to the
 "auto" end point; writes benchmarks/results/methods.json.
 

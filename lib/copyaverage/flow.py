@@ -520,7 +520,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                   tol: float | None = None,
                   method: str = "auto",
                   rtol: float = 1e-4,
-                  atol: float = 1e-7,
+                  atol: float = 1e-6,
                   t_max: float = 1e12,
                   max_time: float = 3600.0,
                   switch_gradient: float = 1e-3,
@@ -544,7 +544,9 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     method : {"auto", "rkc", "bdf", "lsoda", "radau"}
         ODE solver (see the module docstring).
     rtol, atol : float
-        Local error tolerances of the ODE solver (defaults 1e-4, 1e-7).
+        Local error tolerances of the ODE solver (defaults 1e-4, 1e-6; on
+        samples of the k = 50 experiment, atol = 1e-7 reaches the same end
+        points, to 1e-10, 10-35 % more slowly).
     t_max : float
         Largest flow time (default 1e12).
     max_time : float
