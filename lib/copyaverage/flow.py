@@ -200,7 +200,10 @@ class FlowResult:
         ``nlu``, ``rkc_stages``, ``switch_checks``, ``newton_iterations``,
         ``newton_restarts``, ``methods`` (solvers used, in order).
     timings : dict
-        Wall-clock seconds: ``ode``, ``polish``, ``eigenvalues``, ``total``.
+        Wall-clock seconds: ``ode``, ``polish``, ``eigenvalues``, ``total``;
+        and ``cpu``, the CPU seconds of the whole run (this process, all
+        threads): on a machine shared with other jobs it stays close to what
+        ``total`` would be on an idle one.
     options : dict
         The options the run used (after defaults were filled in).
     """
@@ -577,6 +580,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
         unknown method, or non-positive tolerances and limits.
     """
     t_start = time.perf_counter()
+    cpu_start = time.process_time()
     act = get_activation(activation)
     a0, W0 = check_student(a0, W0, teacher)
     tol = default_tolerance(act) if tol is None else tol
@@ -597,7 +601,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     rec = _Recorder(trajectory_per_decade, record_parameters)
     stats = dict(ode_steps=0, ode_rejected=0, nfev=0, njev=0, nlu=0, rkc_stages=0,
                  switch_checks=0, newton_iterations=0, newton_restarts=0, methods=[])
-    timings = dict(ode=0.0, polish=0.0, eigenvalues=0.0, total=0.0)
+    timings = dict(ode=0.0, polish=0.0, eigenvalues=0.0, total=0.0, cpu=0.0)
 
     try:
         L, g = C.loss_and_gradient(theta)
@@ -754,6 +758,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     stats["n_gradient_evaluations"] = C.n_grad
     stats["n_hessian_evaluations"] = C.n_hess
     timings["total"] = time.perf_counter() - t_start
+    timings["cpu"] = time.process_time() - cpu_start
     return FlowResult(a=np.array(a), W=np.array(W), loss=float(L), grad_norm=gn,
                       converged=bool(converged), tol=float(tol), hessian_eigenvalues=ev,
                       trajectory=rec.result(), t_end=float(t), status=status, message=message,
