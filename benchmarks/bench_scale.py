@@ -64,16 +64,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     rows = []
     auto_ok = True
-    print(f"{'family':>7} {'k':>3} {'n':>3} {'P':>5} {'median s':>9} {'runs s':>24} "
+    print(f"{'family':>7} {'k':>3} {'n':>3} {'P':>5} {'median s':>9} {'cpu s':>7} {'runs s':>24} "
           f"{'conv':>4} {'H closed s':>10} {'H autograd s':>12} {'ratio':>7}")
     for k in parse_range(args.k):
         T = Teacher.orthonormal(k)
         for family, n in (("k/2", max(1, k // 2)), ("k-1", k - 1)):
-            times, conv = [], []
+            times, cpus, conv = [], [], []
             for seed in parse_range(args.seeds):
                 a0, W0 = initialize(n, T, "glorot", seed)
                 r = gradient_flow(a0, W0, T, "erf")
                 times.append(r.timings["total"])
+                cpus.append(r.timings["cpu"])
                 conv.append(r.converged)
             a0, W0 = initialize(n, T, "glorot", 0)
             h_closed, h_auto = _hessian_times(T, n, a0, W0, auto_ok)
@@ -81,11 +82,12 @@ def main(argv=None):
                 auto_ok = False  # larger sizes would take far longer
             P = n * (k + 2)
             row = dict(family=family, k=k, n=n, P=P, times=times, median=float(np.median(times)),
+                       cpu_times=cpus, median_cpu=float(np.median(cpus)),
                        converged=all(conv), hessian_closed_s=h_closed, hessian_autograd_s=h_auto)
             rows.append(row)
             ratio = f"{h_auto / h_closed:7.0f}" if h_auto else "      -"
             auto = f"{h_auto:12.3f}" if h_auto else "           -"
-            print(f"{family:>7} {k:>3} {n:>3} {P:>5} {row['median']:>9.3f} "
+            print(f"{family:>7} {k:>3} {n:>3} {P:>5} {row['median']:>9.3f} {row['median_cpu']:>7.3f} "
                   f"{' '.join(f'{t:.2f}' for t in times):>24} {str(all(conv)):>4} "
                   f"{h_closed:>10.4f} {auto} {ratio}", flush=True)
     fits = {}
@@ -94,9 +96,12 @@ def main(argv=None):
         x = np.log([r["P"] for r in sel])
         y = np.log([r["median"] for r in sel])
         alpha, c = np.polyfit(x, y, 1)
-        fits[family] = dict(alpha=float(alpha), prefactor=float(np.exp(c)), points=len(sel))
-        print(f"n = {family}: time per run ~ {np.exp(c):.2e} * P^{alpha:.2f} "
-              f"(fit over {len(sel)} sizes with P >= 100)")
+        alpha_cpu, c_cpu = np.polyfit(x, np.log([r["median_cpu"] for r in sel]), 1)
+        fits[family] = dict(alpha=float(alpha), prefactor=float(np.exp(c)), points=len(sel),
+                            alpha_cpu=float(alpha_cpu), prefactor_cpu=float(np.exp(c_cpu)))
+        print(f"n = {family}: time per run ~ {np.exp(c):.2e} * P^{alpha:.2f} (wall), "
+              f"{np.exp(c_cpu):.2e} * P^{alpha_cpu:.2f} (CPU); fit over {len(sel)} sizes "
+              f"with P >= 100")
     out = dict(benchmark="scale", rows=rows, fits=fits, code_hash=code_hash(),
                machine=platform.platform(), cpus=os.cpu_count(), python=sys.version.split()[0],
                load_average=os.getloadavg(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
