@@ -31,8 +31,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -46,7 +44,7 @@ from copyaverage import Teacher, gradient, hessian, pack, population_loss, unpac
 from copyaverage.__main__ import parse_range  # noqa: E402
 from copyaverage.classify import classify  # noqa: E402
 from copyaverage.flow import gradient_flow, initialize  # noqa: E402
-from copyaverage.store import code_hash  # noqa: E402
+from _results import write_results  # noqa: E402
 
 K, N, D, TOL = 8, 7, 9, 1e-12
 
@@ -128,14 +126,11 @@ def main(argv=None):
           f"min {ratios.min():.1f}x; (CPU): median {np.median(cpu_ratios):.1f}x, "
           f"min {cpu_ratios.min():.1f}x; same end points (distance < 1e-8): {same}; "
           f"engine |g| <= 1e-12: {both}; baseline |g| <= 1e-12: {base_ok}")
-    out = dict(benchmark="erf_k8", k=K, n=N, d=D, tol=TOL, rows=rows,
-               median_ratio=float(np.median(ratios)), min_ratio=float(ratios.min()),
-               median_cpu_ratio=float(np.median(cpu_ratios)), min_cpu_ratio=float(cpu_ratios.min()),
-               same_end_points=same, code_hash=code_hash(), machine=platform.platform(),
-               cpus=os.cpu_count(), python=sys.version.split()[0],
-               load_average=os.getloadavg(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1, default=float))
+    write_results(args.out, benchmark="erf_k8", k=K, n=N, d=D, tol=TOL, rows=rows,
+                  median_ratio=float(np.median(ratios)), min_ratio=float(ratios.min()),
+                  median_cpu_ratio=float(np.median(cpu_ratios)),
+                  min_cpu_ratio=float(cpu_ratios.min()), same_end_points=same,
+                  load_average=os.getloadavg())
     return 0 if (same and both and ratios.min() >= 10) else 1
 
 

@@ -22,10 +22,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -33,7 +30,7 @@ import numpy as np  # noqa: E402
 from copyaverage import Teacher  # noqa: E402
 from copyaverage.__main__ import parse_range  # noqa: E402
 from copyaverage.flow import gradient_flow, initialize  # noqa: E402
-from copyaverage.store import code_hash  # noqa: E402
+from _results import write_results  # noqa: E402
 
 
 def main(argv=None):
@@ -69,11 +66,8 @@ def main(argv=None):
                   f"{r.grad_norm:>9.1e} {row['distance']:>12.1e} "
                   f"{r.t_end:>9.3g} {r.stats['ode_steps']:>6} {r.stats['nfev']:>7} "
                   f"{r.stats['njev']:>5} {r.stats['nlu']:>5}", flush=True)
-    out = dict(benchmark="methods", k=args.k, seed=args.seed, rows=rows, code_hash=code_hash(),
-               machine=platform.platform(), cpus=os.cpu_count(), python=sys.version.split()[0],
-               load_average=os.getloadavg(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_results(args.out, benchmark="methods", k=args.k, seed=args.seed, rows=rows,
+                  load_average=os.getloadavg())
     return 0
 
 

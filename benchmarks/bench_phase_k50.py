@@ -21,9 +21,7 @@ Prints a table and writes benchmarks/results/phase_k50.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,8 +31,10 @@ import numpy as np
 
 from copyaverage.__main__ import parse_range
 from copyaverage.classify import classify
-from copyaverage.store import ResultStore, code_hash
+from copyaverage.store import ResultStore
 from copyaverage.sweep import grid, sweep
+
+from _results import write_results
 
 BUDGET_S = 2 * 3600.0
 K, SEEDS_FULL, N_FULL = 50, 20, np.arange(1, 50)
@@ -92,15 +92,11 @@ def main(argv=None):
           f"on {args.jobs} workers: (a) from the measured wall times {est_wall / 60:.1f} min; "
           f"(b) from CPU times, machine to ourselves {est_cpu / 60:.1f} min; budget "
           f"{BUDGET_S / 60:.0f} min (ratios {BUDGET_S / est_wall:.1f}, {BUDGET_S / est_cpu:.1f})")
-    out = dict(benchmark="phase_k50", sample_n=ns, sample_seeds=seeds, jobs=args.jobs,
-               wall_s=wall, run_wall_sum_s=wall_sum, run_cpu_sum_s=cpu_sum,
-               efficiency=efficiency, all_converged=all_conv,
-               estimated_full_wall_s=est_wall, estimated_full_wall_idle_machine_s=est_cpu,
-               budget_s=BUDGET_S, load_average_end=load, runs=rows,
-               code_hash=code_hash(), machine=platform.platform(), cpus=os.cpu_count(),
-               python=sys.version.split()[0], date=time.strftime("%Y-%m-%d %H:%M:%S"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_results(args.out, benchmark="phase_k50", sample_n=ns, sample_seeds=seeds, jobs=args.jobs,
+                  wall_s=wall, run_wall_sum_s=wall_sum, run_cpu_sum_s=cpu_sum,
+                  efficiency=efficiency, all_converged=all_conv,
+                  estimated_full_wall_s=est_wall, estimated_full_wall_idle_machine_s=est_cpu,
+                  budget_s=BUDGET_S, load_average_end=load, runs=rows)
     return 0 if all_conv else 1
 
 

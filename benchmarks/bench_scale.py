@@ -24,8 +24,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -36,7 +34,7 @@ from copyaverage import Teacher, hessian, pack  # noqa: E402
 from copyaverage.__main__ import parse_range  # noqa: E402
 from copyaverage.derivatives import Objective  # noqa: E402
 from copyaverage.flow import gradient_flow, initialize  # noqa: E402
-from copyaverage.store import code_hash  # noqa: E402
+from _results import write_results  # noqa: E402
 
 
 def _hessian_times(T, n, a0, W0, autograd_ok):
@@ -102,11 +100,8 @@ def main(argv=None):
         print(f"n = {family}: time per run ~ {np.exp(c):.2e} * P^{alpha:.2f} (wall), "
               f"{np.exp(c_cpu):.2e} * P^{alpha_cpu:.2f} (CPU); fit over {len(sel)} sizes "
               f"with P >= 100")
-    out = dict(benchmark="scale", rows=rows, fits=fits, code_hash=code_hash(),
-               machine=platform.platform(), cpus=os.cpu_count(), python=sys.version.split()[0],
-               load_average=os.getloadavg(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_results(args.out, benchmark="scale", rows=rows, fits=fits,
+                  load_average=os.getloadavg())
     return 0
 
 
