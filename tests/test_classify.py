@@ -7,7 +7,8 @@ import pytest
 
 from copyaverage import Teacher, population_loss
 from copyaverage.classify import (CA_OPTIMUM, DEFAULT_THRESHOLDS, OTHER, OTHER_CA, PERTURBED_COPY,
-                                  ca_configuration, ca_optimum_loss, classify, group_optimum)
+                                  ca_optimum_loss, classify)
+from copyaverage.configurations import copy_average_point
 from copyaverage.derivatives import closed_form_gradient
 
 K = 5
@@ -16,24 +17,12 @@ T = Teacher.orthonormal(K)
 
 def _ca_opt(n=3):
     groups = [(j,) for j in range(n - 1)] + [tuple(range(n - 1, K))]
-    return ca_configuration(groups, T, "erf")
-
-
-def test_group_optimum_matches_the_erf_closed_form():
-    """For erf(x / sqrt(2)) the optimum for m teacher neurons is a = m, |w|^2 = 1/(2m - 1)
-    (checked here against our one-dimensional minimisation)."""
-    for m in (1, 2, 3, 7, 41):
-        a, r, L = group_optimum(m, "erf")
-        assert a == pytest.approx(m, rel=1e-6)
-        assert r == pytest.approx(1 / math.sqrt(2 * m - 1), rel=1e-6)
-    assert group_optimum(1, "erf")[2] == pytest.approx(0.0, abs=1e-14)
-    with pytest.raises(ValueError):
-        group_optimum(0, "erf")
+    return copy_average_point(groups, T, "erf")
 
 
 def test_ca_configurations_are_critical_for_erf_and_classified():
     a, W = _ca_opt(3)
-    assert np.linalg.norm(closed_form_gradient(a, W, T, "erf")) < 1e-6  # from the 1-D optimum
+    assert np.linalg.norm(closed_form_gradient(a, W, T, "erf")) < 1e-13  # closed-form one-neuron optima
     c = classify(a, W, T, "erf")
     assert c.label == CA_OPTIMUM and c.group_sizes == (1, 1, 3)
     assert c.groups == [(0,), (1,), (2, 3, 4)]
@@ -46,7 +35,7 @@ def test_ca_configurations_are_critical_for_erf_and_classified():
 
 
 def test_other_ca_by_sizes_and_by_loss():
-    a, W = ca_configuration([(0, 1), (2, 3, 4)], T, "erf")
+    a, W = copy_average_point([(0, 1), (2, 3, 4)], T, "erf")
     c = classify(a, W, T, "erf")
     assert c.label == OTHER_CA and c.group_sizes == (2, 3)
     a, W = _ca_opt(3)
@@ -95,7 +84,7 @@ def test_ca_tolerance_edge(resid, label):
 
 
 def test_relu_thresholds_accept_the_nearby_point_and_skip_the_loss():
-    a, W = ca_configuration([(0,), (1, 2)], Teacher.orthonormal(3), "relu")
+    a, W = copy_average_point([(0,), (1, 2)], Teacher.orthonormal(3), "relu")
     W = W.copy()
     W[1] -= 0.15 * np.linalg.norm(W[1]) * Teacher.orthonormal(3).V[0]  # as gradient flow does
     c = classify(a, W, Teacher.orthonormal(3), "relu")
@@ -113,8 +102,6 @@ def test_bad_input():
         classify(np.ones(K), T.V, T, "erf")
     with pytest.raises(ValueError, match="in \\(0, 1\\)"):
         classify(a, W, T, "erf", copy_cosine=1.5)
-    with pytest.raises(ValueError, match="partition"):
-        ca_configuration([(0, 1), (1, 2, 3, 4)], T, "erf")
     with pytest.raises(ValueError, match="1 <= n < k"):
         ca_optimum_loss(K, T, "erf")
     assert population_loss(a, W, T, "erf") > 0

@@ -7,7 +7,8 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from copyaverage import Teacher
-from copyaverage.classify import CA_OPTIMUM, classify, group_optimum
+from copyaverage.classify import CA_OPTIMUM, classify
+from copyaverage.one_neuron import optimal_loss
 from copyaverage.derivatives import Objective
 from copyaverage.flow import default_tolerance, gradient_flow, initialize
 from copyaverage.rkc import RKC, rkc_coefficients
@@ -30,7 +31,7 @@ def test_one_neuron_two_teachers_reaches_the_known_optimum():
     s = np.sign(r.a[0])
     np.testing.assert_allclose(s * r.a, [2.0], atol=1e-10)
     np.testing.assert_allclose(s * r.W[0], [1 / math.sqrt(6), 1 / math.sqrt(6), 0.0], atol=1e-10)
-    assert r.loss == pytest.approx(group_optimum(2, "erf")[2], abs=1e-12)
+    assert r.loss == pytest.approx(optimal_loss(2, "erf"), abs=1e-12)
     assert r.min_eigenvalue > 0  # a strict minimum
 
 
@@ -41,7 +42,7 @@ def test_k3_n2_reaches_the_ca_optimum(k3n2):
     c = classify(r.a, r.W, T, "erf", loss=r.loss)
     assert c.label == CA_OPTIMUM
     assert c.group_sizes == (1, 2)
-    assert r.loss == pytest.approx(group_optimum(2, "erf")[2], abs=1e-12)
+    assert r.loss == pytest.approx(optimal_loss(2, "erf"), abs=1e-12)
 
 
 def test_loss_never_increases_along_the_trajectory(k3n2):

@@ -52,25 +52,21 @@ Thresholds (all arguments of :func:`classify`, defaults in
     0.9 (above 1/sqrt(2), so an average of two or more teacher neurons never
     passes for a copy).
 
-The optimal one-neuron student for a group of m orthonormal teacher neurons
-points along their sum; its norm and outgoing weight come from
-:func:`copyaverage.one_neuron.one_neuron_solution` when that module is
-available, else from a one-dimensional minimisation over the norm here
-(:func:`group_optimum`).
+The groups are those of :func:`copyaverage.configurations.nearest_copy_average`;
+the optimal CA configuration is
+:func:`copyaverage.configurations.copy_average_point` with n - 1 groups of one.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from .activations import Activation, get_activation
-from .gaussian import pair_interaction
+from .configurations import copy_average_point, nearest_copy_average
 from .loss import check_student, population_loss
+from .one_neuron import is_unit_orthonormal
 from .teacher import Teacher
 
 __all__ = [
@@ -82,9 +78,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "Classification",
     "classify",
-    "group_optimum",
     "ca_optimum_loss",
-    "ca_configuration",
 ]
 
 CA_OPTIMUM = "CA optimum"
@@ -146,114 +140,23 @@ class Classification:
 def _check_unit_orthonormal(teacher: Teacher):
     if not isinstance(teacher, Teacher):
         raise ValueError(f"teacher must be a copyaverage.Teacher, got {type(teacher).__name__}")
-    G = teacher.V @ teacher.V.T
-    if not (np.allclose(G, np.eye(teacher.k), atol=1e-12) and np.allclose(teacher.a, 1.0, atol=1e-12)):
+    if not is_unit_orthonormal(teacher):
         raise ValueError("classification is defined for a unit-orthonormal teacher "
                          "(orthonormal v_j and every a*_j = 1)")
 
 
-@lru_cache(maxsize=256)
-def _group_optimum_cached(m: int, act: Activation):
-    """(a, |w|, loss) of the best one-neuron student for m orthonormal teacher neurons."""
-    one = _from_one_neuron_module(m, act)
-    if one is not None:
-        return one
-    V = np.eye(m)
-    e = np.ones(m) / math.sqrt(m)
-    const = float(np.sum(pair_interaction(V, V, act)))
-
-    def reduced(r):
-        w = (r * e)[None, :]
-        gww = float(pair_interaction(w, w, act)[0, 0])
-        gwv = float(np.sum(pair_interaction(w, V, act)))
-        return gww, gwv
-
-    def loss_of(logr):
-        gww, gwv = reduced(math.exp(logr))
-        return const - gwv * gwv / gww
-
-    if act.kind == "relu":  # 1-homogeneous: only a |w| matters
-        r = 1.0
-    else:
-        best = min(np.linspace(-6, 6, 49), key=loss_of)
-        res = minimize_scalar(loss_of, bracket=(best - 0.25, best, best + 0.25),
-                              method="brent", tol=1e-12)
-        r = math.exp(res.x)
-    gww, gwv = reduced(r)
-    return gwv / gww, r, const - gwv * gwv / gww
-
-
-def _from_one_neuron_module(m, act):
-    """Use copyaverage.one_neuron.one_neuron_solution if the module exists."""
-    try:
-        from .one_neuron import one_neuron_solution  # written by the theory chapters
-    except ImportError:
-        return None
-    try:
-        T = Teacher.orthonormal(m)
-        a, W = one_neuron_solution(T, act)
-        a = float(np.ravel(a)[0])
-        w = np.ravel(W)
-        r = float(np.linalg.norm(w))
-        e = np.zeros(T.d)
-        e[:m] = 1 / math.sqrt(m)
-        if r == 0 or abs(w @ e) / r < 1 - 1e-9:
-            return None
-        if w @ e < 0:
-            a = -a
-        return a, r, float(population_loss(np.array([a]), (r * e)[None, :], T, act))
-    except Exception:  # noqa: BLE001 - any trouble there: use our own minimisation
-        return None
-
-
-def group_optimum(m: int, activation: str | Activation):
-    """The optimal one-neuron student for m orthonormal unit teacher neurons.
-
-    It points along the sum of the teacher vectors (by symmetry).
-
-    Returns
-    -------
-    (a, norm, loss) : tuple of float
-        Outgoing weight, |w|, and the loss L*(m) of that one-neuron problem.
-    """
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-        raise ValueError(f"m must be an integer >= 1, got {m!r}")
-    return _group_optimum_cached(int(m), get_activation(activation))
-
-
-def ca_configuration(groups, teacher: Teacher, activation: str | Activation):
-    """The CA configuration with the given groups, each neuron optimal for its group.
-
-    Parameters
-    ----------
-    groups : sequence of sequences of int
-        A partition of range(k); one student neuron per group.
-
-    Returns
-    -------
-    a : ndarray (n,), W : ndarray (n, d)
-    """
-    _check_unit_orthonormal(teacher)
-    act = get_activation(activation)
-    flat = sorted(j for g in groups for j in g)
-    if flat != list(range(teacher.k)) or any(len(g) == 0 for g in groups):
-        raise ValueError(f"groups must be a partition of range({teacher.k}), got {groups!r}")
-    a = np.empty(len(groups))
-    W = np.zeros((len(groups), teacher.d))
-    for i, g in enumerate(groups):
-        ai, r, _ = group_optimum(len(g), act)
-        a[i] = ai
-        W[i] = r * teacher.V[list(g)].sum(axis=0) / math.sqrt(len(g))
-    return a, W
-
-
 def ca_optimum_loss(n: int, teacher: Teacher, activation: str | Activation) -> float:
-    """Loss of the CA configuration with n - 1 copies and one average of k - n + 1."""
+    """Loss of the CA configuration with n - 1 copies and one average of k - n + 1.
+
+    Each neuron is the optimal one-neuron student of its group
+    (:func:`copyaverage.configurations.copy_average_point`); the loss is the full
+    population loss, so it is right for ReLU as well, whose groups interact.
+    """
     k = teacher.k
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n < k:
         raise ValueError(f"n must be an integer with 1 <= n < k = {k}, got {n!r}")
     groups = [(j,) for j in range(n - 1)] + [tuple(range(n - 1, k))]
-    a, W = ca_configuration(groups, teacher, activation)
+    a, W = copy_average_point(groups, teacher, activation)
     return population_loss(a, W, teacher, activation)
 
 
@@ -300,23 +203,18 @@ def classify(a, W, teacher: Teacher, activation: str | Activation, *,
     L_opt = ca_optimum_loss(n, teacher, act)
 
     norms = np.linalg.norm(W, axis=1)
-    R = W @ teacher.V.T
-    safe = np.where(norms > 0, norms, 1.0)
-    U = R / safe[:, None]
+    U = (W @ teacher.V.T) / np.where(norms > 0, norms, 1.0)[:, None]
     # signed cosines: sign(a_i) u_ij > 0 when neuron i adds teacher neuron j to its output
     S = np.sign(a)[:, None] * U
-    order = np.argsort(-S, axis=1, kind="stable")
-    sorted_s = np.take_along_axis(S, order, axis=1)
-    cum = np.cumsum(sorted_s, axis=1) / np.sqrt(np.arange(1, k + 1))[None, :]
-    m_best = np.argmax(cum, axis=1) + 1
-    best_cos = cum[np.arange(n), m_best - 1]
-    ca_residual = float(np.max(1.0 - best_cos))
-    groups = [tuple(sorted(order[i, :m_best[i]].tolist())) for i in range(n)]
+    copy_cos = S.max(axis=1)
+    best_teacher = S.argmax(axis=1)
     alive = bool(np.all(norms > 0) and np.all(a != 0))
-    covered = sorted(j for g in groups for j in g)
-    partition = covered == list(range(k))
-    copy_cos = sorted_s[:, 0]
-    best_teacher = order[:, 0]
+    if alive:
+        groups, group_cos = nearest_copy_average(a, W, teacher)
+        ca_residual = float(np.max(1.0 - group_cos))
+    else:  # a silent neuron points nowhere: not CA
+        groups, ca_residual = None, float("inf")
+    partition = alive and sorted(j for g in groups for j in g) == list(range(k))
 
     def result(label, reason, is_ca):
         return Classification(

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .classify import ca_configuration, classify
+from .classify import classify
+from .configurations import copy_average_point
 from .loss import population_loss
 from .teacher import Teacher
 from .store import ResultStore, code_hash
@@ -92,7 +93,7 @@ def nearest_ca(a, W, teacher: Teacher, activation: str):
 
     Teacher neuron j goes to the group of the student neuron that contributes most
     along it, argmax_i a_i w_i . v_j; each student neuron then becomes the optimal
-    one-neuron student of its group (:func:`copyaverage.classify.ca_configuration`).
+    one-neuron student of its group (:func:`copyaverage.configurations.copy_average_point`).
     The distance is the function-space distance E_x[(f(x) - f_CA(x))^2], which,
     unlike a distance between weights, does not depend on how a ReLU neuron splits
     its scale between a_i and |w_i|.
@@ -110,7 +111,7 @@ def nearest_ca(a, W, teacher: Teacher, activation: str):
     loss = population_loss(a, W, teacher, activation)
     if any(len(g) == 0 for g in groups):
         return dict(groups=None, distance=float("nan"), ca_loss=float("nan"), loss=loss)
-    a_ca, W_ca = ca_configuration(groups, teacher, activation)
+    a_ca, W_ca = copy_average_point(groups, teacher, activation)
     distance = population_loss(a, W, Teacher(a_ca, W_ca), activation)
     return dict(groups=groups, distance=distance,
                 ca_loss=population_loss(a_ca, W_ca, teacher, activation), loss=loss)
@@ -145,6 +146,9 @@ def _atomic_write(path: Path, write):
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

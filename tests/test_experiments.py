@@ -1,0 +1,75 @@
+"""Experiment drivers: committed end points, their round trip and their re-check."""
+
+import json
+import stat
+
+import numpy as np
+import pytest
+
+from copyaverage import Teacher
+from copyaverage.configurations import copy_average_point
+from copyaverage.experiments import (K50_DIR, export_endpoints, k50_specs, load_endpoints,
+                                     nearest_ca, verify_sample)
+from copyaverage.sweep import grid, sweep
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    out = tmp_path_factory.mktemp("k3")
+    specs = grid("erf", 3, [1, 2], [0, 1], "glorot")
+    results = sweep(specs, store=None, n_jobs=1, progress=False)
+    export_endpoints(specs, results, out, command="test", elapsed=1.0)
+    return out, specs, results
+
+
+def test_export_and_load_round_trip(small):
+    out, specs, results = small
+    specs2, ends, table, meta = load_endpoints(out)
+    assert specs2 == specs
+    for (a, W), r in zip(ends, results):
+        assert np.array_equal(a, r.a) and np.array_equal(W, r.W)
+    assert list(table.loss) == pytest.approx([r.loss for r in results], abs=0)
+    assert meta["runs"] == len(specs) and len(meta["lib_hash"]) == 64
+    for name in ("endpoints.npz", "summary.csv", "meta.json"):
+        assert (out / name).stat().st_mode & stat.S_IROTH  # readable, not mkstemp's 0600
+    assert not list(out.glob("*.tmp"))
+
+
+def test_verify_sample_detects_a_changed_end_point(small, tmp_path):
+    out, specs, results = small
+    check = verify_sample(out, m=4, seed=0)
+    assert len(check) == 4 and check.matches.all()
+    assert check.max_weight_difference.max() <= 1e-7
+    # tamper with one stored end point: the re-check must see it
+    with np.load(out / "endpoints.npz") as z:
+        arrays = dict(z)
+    arrays["W_0"] = arrays["W_0"] + 1e-6
+    for name in ("summary.csv", "meta.json"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    np.savez_compressed(tmp_path / "endpoints.npz", **arrays)
+    check = verify_sample(tmp_path, m=4, seed=0)
+    assert not check.set_index("run").matches.loc[0]
+    assert check.set_index("run").matches.drop(0).all()
+
+
+def test_nearest_ca_of_a_ca_point_is_itself():
+    T = Teacher.orthonormal(4)
+    a, W = copy_average_point([(0,), (1, 2, 3)], T, "erf")
+    near = nearest_ca(a, W, T, "erf")
+    assert near["groups"] == [(0,), (1, 2, 3)]
+    assert near["distance"] == pytest.approx(0.0, abs=1e-14)
+    assert near["ca_loss"] == pytest.approx(near["loss"], abs=1e-14)
+
+
+@pytest.mark.skipif(not (K50_DIR / "meta.json").is_file(), reason="no committed k = 50 results")
+def test_committed_k50_results_are_complete():
+    """The committed files hold exactly the paper's 980 runs, converged, under 20 MB."""
+    specs, ends, table, meta = load_endpoints(K50_DIR)
+    assert specs == k50_specs()
+    assert len(ends) == len(table) == meta["runs"] == 980
+    assert all(a.shape == (s.n,) and W.shape == (s.n, 51) for s, (a, W) in zip(specs, ends))
+    assert list(zip(table.n, table.seed)) == [(s.n, s.seed) for s in specs]
+    assert (table.grad_norm[table.converged] <= 1e-12).all()
+    assert sum(p.stat().st_size for p in K50_DIR.iterdir()) < 20e6
+    assert meta["command"].startswith("python -m copyaverage.experiments k50")
+    assert json.loads((K50_DIR / "meta.json").read_text())["machine"]["cpus"] >= 1
