@@ -8,7 +8,7 @@ import pytest
 from copyaverage import Teacher, population_loss
 from copyaverage.classify import (CA_OPTIMUM, DEFAULT_THRESHOLDS, OTHER, OTHER_CA, PERTURBED_COPY,
                                   ca_optimum_loss, classify)
-from copyaverage.configurations import copy_average_point
+from copyaverage.configurations import ca_optimum_point, copy_average_point
 from copyaverage.derivatives import closed_form_gradient
 
 K = 5
@@ -16,8 +16,7 @@ T = Teacher.orthonormal(K)
 
 
 def _ca_opt(n=3):
-    groups = [(j,) for j in range(n - 1)] + [tuple(range(n - 1, K))]
-    return copy_average_point(groups, T, "erf")
+    return ca_optimum_point(n, T, "erf")
 
 
 def test_ca_configurations_are_critical_for_erf_and_classified():

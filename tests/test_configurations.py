@@ -9,6 +9,8 @@ import pytest
 from copyaverage import Teacher, erf_activation, gradient, population_loss
 from copyaverage.configurations import (
     bell_number,
+    ca_optimum_groups,
+    ca_optimum_point,
     canonical_groups,
     copy_average_loss,
     copy_average_point,
@@ -181,3 +183,17 @@ def test_survey_matches_direct_computation_and_symmetry():
     a, W = copy_average_point(r["groups"], T, "erf")
     assert r["loss"] == population_loss(a, W, T, "erf")
     assert r["n"] == len(r["groups"]) and r["type"] == partition_type(r["groups"])
+
+
+def test_ca_optimum_point_is_n_minus_one_copies_and_one_average():
+    assert ca_optimum_groups(5, 3) == ((0,), (1,), (2, 3, 4))
+    assert ca_optimum_groups(4, 1) == ((0, 1, 2, 3),)
+    T = Teacher.orthonormal(5)
+    a, W = ca_optimum_point(3, T, "erf")
+    a2, W2 = copy_average_point([(0,), (1,), (2, 3, 4)], T, "erf")
+    assert np.array_equal(a, a2) and np.array_equal(W, W2)
+    for bad in (0, 6, 2.5):
+        with pytest.raises(ValueError, match="n"):
+            ca_optimum_groups(5, bad)
+    with pytest.raises(ValueError, match="Teacher"):
+        ca_optimum_point(2, np.eye(3), "erf")

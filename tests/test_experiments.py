@@ -4,12 +4,14 @@ import json
 import stat
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from copyaverage import Teacher
 from copyaverage.configurations import copy_average_point
-from copyaverage.experiments import (K50_DIR, export_endpoints, k50_specs, load_endpoints,
-                                     nearest_ca, verify_sample)
+from copyaverage.experiments import (K50_DIR, export_endpoints, first_from, k50_specs,
+                                     load_endpoints, nearest_ca, relabel, transition_edges,
+                                     verify_sample)
 from copyaverage.sweep import grid, sweep
 
 
@@ -73,3 +75,39 @@ def test_committed_k50_results_are_complete():
     assert sum(p.stat().st_size for p in K50_DIR.iterdir()) < 20e6
     assert meta["command"].startswith("python -m copyaverage.experiments k50")
     assert json.loads((K50_DIR / "meta.json").read_text())["machine"]["cpus"] >= 1
+
+
+def test_relabel_recomputes_and_counts_changes(small):
+    out, specs, results = small
+    _, ends, table, _ = load_endpoints(out)
+    same, changed = relabel(ends, table, k=3)
+    assert changed == 0 and list(same.label) == list(table.label)
+    wrong = table.copy()
+    wrong.loc[0, "label"] = "other"
+    fixed, changed = relabel(ends, wrong, k=3)
+    assert changed == 1 and fixed.label[0] == table.label[0]
+    with pytest.raises(ValueError, match="end points"):
+        relabel(ends[:-1], table, k=3)
+
+
+def test_first_from():
+    idx = range(1, 7)
+    assert first_from(pd.Series([0, 1, 0, 1, 1, 1], index=idx, dtype=bool)) == 4
+    assert first_from(pd.Series([1] * 6, index=idx, dtype=bool)) == 1
+    assert first_from(pd.Series([1, 1, 1, 1, 1, 0], index=idx, dtype=bool)) is None
+
+
+def test_transition_edges_on_a_constructed_sweep():
+    """n = 1..6, 4 seeds: CA optimum only up to 2, mixed at 3-4, perturbed copies from 5;
+    the perturbed copy has the lower loss from n = 4."""
+    rows = []
+    pc_per_n = {1: 0, 2: 0, 3: 1, 4: 3, 5: 4, 6: 4}
+    ca_loss = pd.Series([6.0, 5.0, 4.0, 3.0, 2.0, 1.0], index=range(1, 7))
+    pc_loss = {3: 4.5, 4: 2.9, 5: 1.5, 6: 0.5}
+    for n, pcs in pc_per_n.items():
+        for s in range(4):
+            pc = s < pcs
+            rows.append(dict(n=n, label="perturbed copy" if pc else "CA optimum",
+                             loss=pc_loss[n] if pc else ca_loss[n]))
+    e = transition_edges(pd.DataFrame(rows), ca_loss)
+    assert list(e) == [2, 3, 4, 4, 5, 4, 4]

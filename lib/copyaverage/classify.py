@@ -54,7 +54,7 @@ Thresholds (all arguments of :func:`classify`, defaults in
 
 The groups are those of :func:`copyaverage.configurations.nearest_copy_average`;
 the optimal CA configuration is
-:func:`copyaverage.configurations.copy_average_point` with n - 1 groups of one.
+:func:`copyaverage.configurations.ca_optimum_point`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .activations import Activation, get_activation
-from .configurations import copy_average_point, nearest_copy_average
+from .configurations import ca_optimum_point, nearest_copy_average
 from .loss import check_student, population_loss
 from .one_neuron import is_unit_orthonormal
 from .teacher import Teacher
@@ -149,14 +149,13 @@ def ca_optimum_loss(n: int, teacher: Teacher, activation: str | Activation) -> f
     """Loss of the CA configuration with n - 1 copies and one average of k - n + 1.
 
     Each neuron is the optimal one-neuron student of its group
-    (:func:`copyaverage.configurations.copy_average_point`); the loss is the full
+    (:func:`copyaverage.configurations.ca_optimum_point`); the loss is the full
     population loss, so it is right for ReLU as well, whose groups interact.
     """
     k = teacher.k
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n < k:
         raise ValueError(f"n must be an integer with 1 <= n < k = {k}, got {n!r}")
-    groups = [(j,) for j in range(n - 1)] + [tuple(range(n - 1, k))]
-    a, W = copy_average_point(groups, teacher, activation)
+    a, W = ca_optimum_point(n, teacher, activation)
     return population_loss(a, W, teacher, activation)
 
 

@@ -31,6 +31,8 @@ from .teacher import Teacher
 
 __all__ = [
     "bell_number",
+    "ca_optimum_groups",
+    "ca_optimum_point",
     "canonical_groups",
     "copy_average_loss",
     "copy_average_point",
@@ -253,6 +255,34 @@ def copy_average_point(groups, teacher: Teacher, activation: str | Activation):
         a_i, W_i = one_neuron_solution(sub, act)
         a[i], W[i] = a_i[0], W_i[0]
     return a, W
+
+
+def ca_optimum_groups(k: int, n: int) -> tuple[tuple[int, ...], ...]:
+    """The groups of the paper's optimal CA configuration: n - 1 copies and one average.
+
+    Student neuron i < n - 1 copies teacher neuron i; the last one averages teacher
+    neurons n - 1, ..., k - 1.
+
+    Raises
+    ------
+    ValueError
+        Unless 1 <= n <= k.
+    """
+    k, n = _check_k_n(k, n)
+    return tuple((j,) for j in range(n - 1)) + (tuple(range(n - 1, k)),)
+
+
+def ca_optimum_point(n: int, teacher: Teacher, activation: str | Activation):
+    """:func:`copy_average_point` for :func:`ca_optimum_groups` (k = teacher.k).
+
+    Returns
+    -------
+    a : ndarray, shape (n,)
+    W : ndarray, shape (n, d)
+    """
+    if not isinstance(teacher, Teacher):
+        raise ValueError(f"teacher must be a copyaverage.Teacher, got {type(teacher).__name__}")
+    return copy_average_point(ca_optimum_groups(teacher.k, n), teacher, activation)
 
 
 def copy_average_loss(sizes, activation: str | Activation) -> float:

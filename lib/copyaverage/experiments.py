@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .classify import classify
+from .classify import CA_OPTIMUM, LABELS, PERTURBED_COPY, classify
 from .configurations import copy_average_point
 from .loss import population_loss
 from .teacher import Teacher
@@ -41,6 +41,9 @@ __all__ = [
     "export_endpoints",
     "load_endpoints",
     "verify_sample",
+    "relabel",
+    "first_from",
+    "transition_edges",
     "nearest_ca",
     "perturbed_copy_point",
 ]
@@ -218,6 +221,81 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7)
                          loss_difference=abs(r.loss - float(table.loss[i])),
                          matches=bool(r.converged and diff <= atol), seconds=r.timings["total"]))
     return pd.DataFrame(rows)
+
+
+def relabel(ends, table: pd.DataFrame, k: int, activation: str = "erf"):
+    """Classify stored end points again with this library's classifier.
+
+    Parameters
+    ----------
+    ends : list of (a, W)
+        As returned by :func:`load_endpoints`, in the order of ``table``.
+    table : DataFrame
+        Its summary (columns ``converged``, ``loss``, ``label``).
+    k : int
+        Teacher width (unit-orthonormal teacher, d = k + 1).
+
+    Returns
+    -------
+    table : DataFrame
+        A copy with ``label`` recomputed ("not converged" for runs that did not).
+    changed : int
+        How many labels differ from the stored ones.
+    """
+    if len(ends) != len(table):
+        raise ValueError(f"{len(ends)} end points but {len(table)} table rows")
+    teacher = Teacher.orthonormal(k)
+    labels = [classify(a, W, teacher, activation, loss=loss).label if ok else "not converged"
+              for (a, W), ok, loss in zip(ends, table.converged, table.loss)]
+    out = table.copy()
+    out["label"] = labels
+    return out, int((out.label.to_numpy() != table.label.to_numpy()).sum())
+
+
+def first_from(mask: pd.Series):
+    """The smallest index from which ``mask`` holds at every larger index, or None.
+
+    ``mask`` is a boolean Series on consecutive integers (student widths n).
+    """
+    values = mask.to_numpy(dtype=bool)
+    if len(values) == 0 or not values[-1]:
+        return None
+    fails = np.flatnonzero(~values)
+    return int(mask.index[fails[-1] + 1]) if len(fails) else int(mask.index[0])
+
+
+def transition_edges(table: pd.DataFrame, ca_loss: pd.Series) -> pd.Series:
+    """Where the end points of a sweep at fixed k switch from the CA optimum to perturbed copies.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Converged runs of one k, with columns ``n``, ``label``, ``loss``.
+    ca_loss : Series
+        Loss of the CA optimum indexed by every n of the sweep.
+
+    Returns
+    -------
+    Series (entries None where there is no such n), indexed by what each edge means.
+    """
+    ns = ca_loss.index
+    share = (table.groupby("n").label.value_counts(normalize=True).unstack(fill_value=0.0)
+             .reindex(index=ns, columns=list(LABELS), fill_value=0.0))
+    pc_loss = table[table.label == PERTURBED_COPY].groupby("n").loss.min()
+    gap = (pc_loss - ca_loss.reindex(pc_loss.index)).reindex(ns)  # < 0: perturbed copy better
+    ca_all, pc, ca_any = share[CA_OPTIMUM] == 1.0, share[PERTURBED_COPY], share[CA_OPTIMUM] > 0
+    return pd.Series({
+        "every seed ends at the CA optimum, up to n =":
+            int(ns[~ca_all.to_numpy()].min()) - 1 if not ca_all.all() else int(ns.max()),
+        "first n with a perturbed copy": int(pc_loss.index.min()) if len(pc_loss) else None,
+        "first n with a perturbed-copy majority":
+            int(ns[(pc > 0.5).to_numpy()].min()) if (pc > 0.5).any() else None,
+        "perturbed copies the majority for every n from": first_from(pc > 0.5),
+        "every seed ends at a perturbed copy, for every n from": first_from(pc == 1.0),
+        "last n with a seed at the CA optimum":
+            int(ns[ca_any.to_numpy()].max()) if ca_any.any() else None,
+        "the perturbed copy has the lower loss from n =": first_from(gap < 0),
+    }, dtype=object)
 
 
 def _main(argv=None):
