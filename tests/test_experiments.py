@@ -9,7 +9,7 @@ import pytest
 
 from copyaverage import Teacher
 from copyaverage.configurations import copy_average_point
-from copyaverage.experiments import (K50_DIR, export_endpoints, first_from, k50_specs,
+from copyaverage.experiments import (K50_DIR, K50_GAUSSIAN_DIR, export_endpoints, first_from, k50_specs,
                                      load_endpoints, nearest_ca, relabel, transition_edges,
                                      verify_sample)
 from copyaverage.sweep import grid, sweep
@@ -63,18 +63,25 @@ def test_nearest_ca_of_a_ca_point_is_itself():
     assert near["ca_loss"] == pytest.approx(near["loss"], abs=1e-14)
 
 
-@pytest.mark.skipif(not (K50_DIR / "meta.json").is_file(), reason="no committed k = 50 results")
-def test_committed_k50_results_are_complete():
-    """The committed files hold exactly the paper's 980 runs, converged, under 20 MB."""
-    specs, ends, table, meta = load_endpoints(K50_DIR)
-    assert specs == k50_specs()
+@pytest.mark.parametrize("path, init", [(K50_DIR, "glorot"), (K50_GAUSSIAN_DIR, "gaussian")])
+def test_committed_k50_results_are_complete(path, init):
+    """The committed files hold exactly the 980 runs of the k = 50 grid, under 20 MB."""
+    if not (path / "meta.json").is_file():
+        pytest.skip(f"no committed results in {path}")
+    specs, ends, table, meta = load_endpoints(path)
+    assert specs == k50_specs(init=init)
     assert len(ends) == len(table) == meta["runs"] == 980
     assert all(a.shape == (s.n,) and W.shape == (s.n, 51) for s, (a, W) in zip(specs, ends))
     assert list(zip(table.n, table.seed)) == [(s.n, s.seed) for s in specs]
     assert (table.grad_norm[table.converged] <= 1e-12).all()
-    assert sum(p.stat().st_size for p in K50_DIR.iterdir()) < 20e6
+    assert sum(p.stat().st_size for p in path.iterdir()) < 20e6
     assert meta["command"].startswith("python -m copyaverage.experiments k50")
-    assert json.loads((K50_DIR / "meta.json").read_text())["machine"]["cpus"] >= 1
+    assert json.loads((path / "meta.json").read_text())["machine"]["cpus"] >= 1
+
+
+def test_k50_specs_rejects_an_unknown_initialization():
+    with pytest.raises(ValueError, match="glorot"):
+        k50_specs(init="uniform")
 
 
 def test_relabel_recomputes_and_counts_changes(small):

@@ -34,6 +34,7 @@ from .sweep import RunSpec, grid, run, sweep
 
 __all__ = [
     "K50_DIR",
+    "K50_GAUSSIAN_DIR",
     "erf_grid",
     "summarize",
     "run_grid",
@@ -50,6 +51,8 @@ __all__ = [
 
 #: Where the committed k = 50 end points live (in a checkout of the repository).
 K50_DIR = Path(__file__).resolve().parents[2] / "results" / "erf_k50"
+#: The same experiment with the Gaussian std-0.1 initialization (beyond the paper).
+K50_GAUSSIAN_DIR = Path(__file__).resolve().parents[2] / "results" / "erf_k50_gaussian"
 
 #: A Hessian eigenvalue counts as negative below -NEGATIVE_EIGENVALUE * max |eigenvalue|.
 NEGATIVE_EIGENVALUE = 1e-9
@@ -138,9 +141,14 @@ def perturbed_copy_point(n: int, teacher: Teacher, activation: str = "erf",
 
 
 # ------------------------------------------------------------- k = 50 -----
-def k50_specs(n_values=range(1, 50), seeds=range(20)):
-    """The paper's phase-transition experiment: erf, k = 50, Glorot initialization."""
-    return grid("erf", 50, list(n_values), list(seeds), "glorot")
+def k50_specs(n_values=range(1, 50), seeds=range(20), init: str = "glorot"):
+    """The paper's phase-transition experiment: erf, k = 50, Glorot initialization.
+
+    ``init="gaussian"`` gives the same grid with the std-0.1 initialization.
+    """
+    if init not in ("glorot", "gaussian"):
+        raise ValueError(f"init must be 'glorot' or 'gaussian', got {init!r}")
+    return grid("erf", 50, list(n_values), list(seeds), init)
 
 
 def _atomic_write(path: Path, write):
@@ -302,18 +310,22 @@ def _main(argv=None):
     p = argparse.ArgumentParser(prog="python -m copyaverage.experiments",
                                 description="Recompute the committed experiments.")
     sub = p.add_subparsers(dest="command", required=True)
-    k = sub.add_parser("k50", help="erf, k = 50, n = 1..49, 20 seeds, Glorot (the paper's Fig. 4 setting)")
-    k.add_argument("--out", default=str(K50_DIR))
+    k = sub.add_parser("k50", help="erf, k = 50, n = 1..49, 20 seeds, Glorot (the paper's Fig. 4 "
+                       "setting) or, with --init gaussian, the std-0.1 initialization")
+    k.add_argument("--init", choices=("glorot", "gaussian"), default="glorot")
+    k.add_argument("--out", default=None,
+                   help=f"output directory (default: {K50_DIR} for glorot, {K50_GAUSSIAN_DIR} for gaussian)")
     k.add_argument("--jobs", type=int, default=2)
     k.add_argument("--store", default=None, help="result store directory (default: the library's)")
     args = p.parse_args(argv)
-    specs = k50_specs()
+    specs = k50_specs(init=args.init)
+    out = args.out or (K50_DIR if args.init == "glorot" else K50_GAUSSIAN_DIR)
     start = time.perf_counter()
     results = sweep(specs, store=ResultStore(args.store) if args.store else None,
-                    n_jobs=args.jobs, progress=True, desc="erf k=50")
+                    n_jobs=args.jobs, progress=True, desc=f"erf k=50 {args.init}")
     elapsed = time.perf_counter() - start
     command = "python -m copyaverage.experiments " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = export_endpoints(specs, results, args.out, command, elapsed)
+    table = export_endpoints(specs, results, out, command, elapsed)
     print(table.groupby("n").label.value_counts().unstack(fill_value=0).to_string())
     print(f"{int(table.converged.sum())}/{len(table)} converged; {elapsed:.0f} s")
 
