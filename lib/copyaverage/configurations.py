@@ -24,8 +24,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from .activations import Activation, get_activation
-from .critical import eigenvalue_signature, hessian_of
-from .loss import gradient, population_loss
+from .critical import analyze_point
 from .one_neuron import is_unit_orthonormal, one_neuron_solution, optimal_loss
 from .teacher import Teacher
 
@@ -413,13 +412,9 @@ def survey_copy_average(k: int, activation: str | Activation, n: int | None = No
     act = get_activation(activation)
     rows = []
     for groups in iter_set_partitions(k, n):
-        a, W = copy_average_point(groups, T, act)
-        H = hessian_of(a, W, T, act)
-        ev = np.linalg.eigvalsh(0.5 * (H + H.T))
-        neg, zero, pos = eigenvalue_signature(ev)
+        p = analyze_point(*copy_average_point(groups, T, act), T, act)
         rows.append(dict(groups=groups, type=partition_type(groups), n=len(groups),
-                         loss=population_loss(a, W, T, act),
-                         grad_norm=float(np.linalg.norm(gradient(a, W, T, act))),
-                         n_negative=neg, n_zero=zero, n_positive=pos,
-                         min_abs_eigenvalue=float(np.min(np.abs(ev)))))
+                         loss=p.loss, grad_norm=p.grad_norm,
+                         n_negative=p.n_negative, n_zero=p.n_zero, n_positive=p.n_positive,
+                         min_abs_eigenvalue=float(np.min(np.abs(p.eigenvalues)))))
     return rows

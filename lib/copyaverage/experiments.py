@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from .classify import CA_OPTIMUM, LABELS, PERTURBED_COPY, classify
 from .configurations import copy_average_point
 from .loss import population_loss
 from .teacher import Teacher
-from .store import ResultStore, code_hash
+from .store import ResultStore, atomic_write, code_hash
 from .flow import gradient_flow
 from .sweep import RunSpec, grid, run, sweep
 
@@ -151,21 +150,6 @@ def k50_specs(n_values=range(1, 50), seeds=range(20), init: str = "glorot"):
     return grid("erf", 50, list(n_values), list(seeds), init)
 
 
-def _atomic_write(path: Path, write):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_endpoints(specs, results, out: str | os.PathLike, command: str, elapsed: float):
     """Write end points, summary table and provenance of a sweep to ``out``.
 
@@ -179,9 +163,9 @@ def export_endpoints(specs, results, out: str | os.PathLike, command: str, elaps
     for i, r in enumerate(results):
         arrays[f"a_{i}"] = r.a
         arrays[f"W_{i}"] = r.W
-    _atomic_write(out / "endpoints.npz", lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(out / "endpoints.npz", lambda f: np.savez_compressed(f, **arrays))
     table = summarize(specs, results)
-    _atomic_write(out / "summary.csv", lambda f: f.write(table.to_csv(index=False).encode()))
+    atomic_write(out / "summary.csv", lambda f: f.write(table.to_csv(index=False).encode()))
     meta = dict(
         command=command, lib_hash=code_hash(), date=_dt.datetime.now(_dt.timezone.utc).isoformat(),
         machine=dict(platform=platform.platform(), processor=platform.processor(),
@@ -191,7 +175,7 @@ def export_endpoints(specs, results, out: str | os.PathLike, command: str, elaps
         sum_of_run_seconds=float(sum(r.timings.get("total", 0.0) for r in results)),
         specs=[dict(s.params()) for s in specs],
     )
-    _atomic_write(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    atomic_write(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     return table
 
 

@@ -48,6 +48,7 @@ from .flow import FlowResult, Trajectory
 
 __all__ = [
     "ResultStore",
+    "atomic_write",
     "code_hash",
     "default_store_dir",
     "source_files",
@@ -58,6 +59,31 @@ __all__ = [
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _ROOT_MODULES = ("flow", "sweep", "store")
 FORMAT_VERSION = 2
+
+
+def atomic_write(path: Path, write) -> Path:
+    """Write a file all or nothing: ``write(f)`` fills a temporary file beside ``path``.
+
+    The temporary file is flushed to disk and moved into place with
+    :func:`os.replace`; on any error it is removed and ``path`` is untouched. The
+    file gets the usual mode (0666 minus the umask), not mkstemp's private 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _relative_imports(path: Path):
@@ -220,23 +246,8 @@ class ResultStore:
 
     def save(self, params: dict, result: FlowResult) -> Path:
         """Store ``result`` under ``params`` atomically (temporary file + os.replace)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.path(params)
         arrays = result_to_arrays(result, params)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=path.stem + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return path
+        return atomic_write(self.path(params), lambda f: np.savez_compressed(f, **arrays))
 
     def keys(self) -> list[str]:
         """Parameter keys of the results stored for the current code."""
