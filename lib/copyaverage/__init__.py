@@ -12,7 +12,8 @@ Submodules with a function of the same name are not re-exported here, so that
 from .activations import ACTIVATIONS, Activation, erf_activation, get_activation
 from .configurations import copy_average_point, integer_partitions, set_partitions
 from .derivatives import closed_form_gradient, closed_form_hessian
-from .flow import FlowResult, gradient_flow, initialize
+from .flow import gradient_flow, initialize
+from .results import FlowResult, Stop
 from .gaussian import monte_carlo_pair_interaction, pair_interaction
 from .loss import gradient, hessian, monte_carlo_loss, pack, population_loss, unpack
 from .one_neuron import one_neuron_critical_points, one_neuron_solution
@@ -26,6 +27,7 @@ __all__ = [
     "ACTIVATIONS",
     "Activation",
     "FlowResult",
+    "Stop",
     "ResultStore",
     "RunSpec",
     "Teacher",

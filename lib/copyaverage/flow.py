@@ -112,6 +112,7 @@ from scipy.integrate import BDF, LSODA, Radau
 from .activations import Activation, get_activation
 from .derivatives import Objective
 from .loss import check_student, pack, unpack
+from .results import FlowResult, Recorder, Stop, Trajectory
 from .rkc import RKC
 from .teacher import Teacher
 
@@ -131,122 +132,6 @@ _SCIPY_SOLVERS = {"bdf": BDF, "lsoda": LSODA, "radau": Radau}
 #: "auto" hands over from RKC to BDF when an RKC step costs more than this
 #: many (measured) Hessian-plus-factorization times.
 _SWITCH_FACTOR = 0.3
-
-
-# --------------------------------------------------------------- results ---
-@dataclass
-class Trajectory:
-    """The flow sampled on a logarithmic time grid (about ``per_decade`` points
-    per decade of t, plus t = 0 and the last ODE point).
-
-    Attributes
-    ----------
-    t : ndarray, shape (m,)
-        Flow times (t = 0 is the initialization).
-    loss : ndarray, shape (m,)
-    grad_norm : ndarray, shape (m,)
-    theta : ndarray, shape (m, n (1 + d)) or None
-        The parameters pack(a, W) at those times (None when not recorded).
-    param_norm : ndarray, shape (m,)
-        |theta| at those times (always recorded; shows weights that keep
-        growing, as when two neurons merge with diverging outgoing weights).
-    """
-
-    t: np.ndarray
-    loss: np.ndarray
-    grad_norm: np.ndarray
-    theta: np.ndarray | None = None
-    param_norm: np.ndarray | None = None
-
-    def a(self, n: int) -> np.ndarray:
-        """Outgoing weights along the trajectory, shape (m, n)."""
-        return self.theta[:, :n]
-
-    def W(self, n: int) -> np.ndarray:
-        """Incoming vectors along the trajectory, shape (m, n, d)."""
-        return self.theta[:, n:].reshape(len(self.t), n, -1)
-
-
-@dataclass
-class FlowResult:
-    """The end point of :func:`gradient_flow` and how it was reached.
-
-    Attributes
-    ----------
-    a : ndarray (n,)
-    W : ndarray (n, d)
-    loss : float
-        Population loss at (a, W).
-    grad_norm : float
-        Euclidean norm of the gradient with respect to theta = (a, W).
-    converged : bool
-        True only if ``grad_norm <= tol``.
-    tol : float
-    hessian_eigenvalues : ndarray (n (1 + d),) or None
-        Ascending eigenvalues of the Hessian at the end point.
-    trajectory : Trajectory
-    t_end : float
-        Flow time at which the ODE stopped.
-    status : str
-        ``"converged"``, ``"not converged"`` or ``"failed"``.
-    message : str
-        What happened, in words.
-    polish : str
-        ``"newton"`` (from a point with positive definite Hessian),
-        ``"critical"`` (final pseudo-inverse Newton iteration) or ``"none"``.
-    polish_distance : float
-        Euclidean distance in theta moved by the Newton polish.
-    polish_loss_change : float
-        Loss after the polish minus the loss where it started (<= 0 up to round-off).
-    stats : dict
-        Solver statistics: ``ode_steps``, ``ode_rejected``, ``nfev``, ``njev``,
-        ``nlu``, ``rkc_stages``, ``switch_checks``, ``newton_iterations``,
-        ``newton_restarts``, ``methods`` (solvers used, in order).
-    timings : dict
-        Wall-clock seconds: ``ode``, ``polish``, ``eigenvalues``, ``total``;
-        and ``cpu``, the CPU seconds of the whole run (this process, all
-        threads): on a machine shared with other jobs it stays close to what
-        ``total`` would be on an idle one.
-    options : dict
-        The options the run used (after defaults were filled in).
-    """
-
-    a: np.ndarray
-    W: np.ndarray
-    loss: float
-    grad_norm: float
-    converged: bool
-    tol: float
-    hessian_eigenvalues: np.ndarray | None
-    trajectory: Trajectory
-    t_end: float
-    status: str
-    message: str
-    polish: str = "none"
-    polish_distance: float = 0.0
-    polish_loss_change: float = 0.0
-    stats: dict = field(default_factory=dict)
-    timings: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
-
-    @property
-    def theta(self) -> np.ndarray:
-        return pack(self.a, self.W)
-
-    @property
-    def n(self) -> int:
-        return self.a.size
-
-    @property
-    def min_eigenvalue(self) -> float:
-        """Smallest Hessian eigenvalue (nan if not computed)."""
-        ev = self.hessian_eigenvalues
-        return float(ev[0]) if ev is not None and len(ev) else float("nan")
-
-    def __repr__(self) -> str:
-        return (f"FlowResult(n={self.n}, loss={self.loss:.12g}, grad_norm={self.grad_norm:.2e}, "
-                f"converged={self.converged}, t_end={self.t_end:.3g}, "
-                f"time={self.timings.get('total', float('nan')):.2f}s)")
 
 
 # --------------------------------------------------------- initialization --
@@ -601,7 +486,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     deadline = t_start + max_time
     theta = pack(a0, W0)
     balance0 = a0**2 - np.sum(W0**2, axis=1)  # conserved by the flow for ReLU
-    rec = _Recorder(trajectory_per_decade, record_parameters)
+    rec = Recorder(trajectory_per_decade, record_parameters)
     stats = dict(ode_steps=0, ode_rejected=0, nfev=0, njev=0, nlu=0, rkc_stages=0,
                  switch_checks=0, newton_iterations=0, newton_restarts=0, methods=[])
     timings = dict(ode=0.0, polish=0.0, eigenvalues=0.0, total=0.0, cpu=0.0)
@@ -752,9 +637,9 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
         timings["eigenvalues"] = time.perf_counter() - t_ev
     converged = (not failed) and bool(np.isfinite(gn)) and gn <= tol
     if failed:
-        status = "failed"
+        status = Stop.DYING_NEURON if "w = 0" in message else Stop.SOLVER_FAILED
     else:
-        status = "converged" if converged else "not converged"
+        status = Stop.CONVERGED if converged else Stop.NEWTON
         if not converged:
             message += f"; final gradient norm {gn:.2e} > tol {tol:.1e}"
             message += _growth_note(rec)
@@ -764,7 +649,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     timings["cpu"] = time.process_time() - cpu_start
     return FlowResult(a=np.array(a), W=np.array(W), loss=float(L), grad_norm=gn,
                       converged=bool(converged), tol=float(tol), hessian_eigenvalues=ev,
-                      trajectory=rec.result(), t_end=float(t), status=status, message=message,
+                      trajectory=rec.result(), t_end=float(t), stop=status, message=message,
                       polish=polish_kind, polish_distance=float(polish_distance),
                       polish_loss_change=float(polish_dL), stats=stats, timings=timings,
                       options=options)

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .flow import FlowResult, Trajectory
+from .results import FlowResult, Trajectory
 
 __all__ = [
     "ResultStore",
@@ -58,7 +58,7 @@ __all__ = [
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _ROOT_MODULES = ("flow", "sweep", "store")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def atomic_write(path: Path, write) -> Path:
@@ -151,7 +151,7 @@ def result_to_arrays(result: FlowResult, params: dict | None = None) -> dict:
     """The arrays of one ``.npz`` file for a :class:`FlowResult`."""
     meta = dict(
         format=FORMAT_VERSION, loss=result.loss, grad_norm=result.grad_norm,
-        converged=result.converged, tol=result.tol, t_end=result.t_end, status=result.status,
+        converged=result.converged, tol=result.tol, t_end=result.t_end, stop=result.stop.value,
         message=result.message, polish=result.polish, polish_distance=result.polish_distance,
         polish_loss_change=result.polish_loss_change, stats=result.stats,
         timings=result.timings, options=result.options, params=params or {},
@@ -186,7 +186,7 @@ def result_from_arrays(z) -> FlowResult:
         a=np.array(z["a"]), W=np.array(z["W"]), loss=meta["loss"], grad_norm=meta["grad_norm"],
         converged=meta["converged"], tol=meta["tol"],
         hessian_eigenvalues=np.array(z["eigenvalues"]) if meta["has_eigenvalues"] else None,
-        trajectory=traj, t_end=meta["t_end"], status=meta["status"], message=meta["message"],
+        trajectory=traj, t_end=meta["t_end"], stop=meta["stop"], message=meta["message"],
         polish=meta["polish"], polish_distance=meta["polish_distance"],
         polish_loss_change=meta["polish_loss_change"], stats=meta["stats"],
         timings=meta["timings"], options=meta["options"])

@@ -39,7 +39,8 @@ from itertools import product
 import numpy as np
 
 from .activations import ACTIVATIONS
-from .flow import SCHEMES, FlowResult, gradient_flow, initialize
+from .flow import SCHEMES, gradient_flow, initialize
+from .results import FlowResult
 from .store import ResultStore
 from .teacher import Teacher
 
