@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from copyaverage import Teacher
+from copyaverage import Stop, Teacher
 from copyaverage.classify import CA_OPTIMUM, classify
 from copyaverage.one_neuron import optimal_loss
 from copyaverage.derivatives import Objective
@@ -103,8 +103,13 @@ def test_a_run_that_cannot_reach_the_tolerance_says_so():
     r = gradient_flow(a0, W0, T, "erf", t_max=5.0, eigenvalues=False)
     assert not r.converged and r.status == "not converged"
     assert r.grad_norm > r.tol and "tol" in r.message
+    assert r.stop == Stop.T_MAX and r.t_end == 5.0
+    r = gradient_flow(a0, W0, T, "erf", max_time=0.01, eigenvalues=False)
+    assert r.stop == Stop.TIME_LIMIT and r.status == "not converged"
+    # a tolerance below round-off: the run gets to round-off, and says it is not converged
     r = gradient_flow(a0, W0, T, "erf", tol=1e-30, eigenvalues=False)
-    assert not r.converged and r.grad_norm > 1e-30
+    assert not r.converged and r.status == "not converged" and r.stop != Stop.CONVERGED
+    assert r.grad_norm <= 1e-13 and "1.0e-30" in r.message
 
 
 def test_relu_flow_converges_with_its_tolerance():
@@ -132,8 +137,52 @@ def test_relu_dying_neuron_is_reported_not_hidden():
     a0, W0 = initialize(2, T, "gaussian", seed=0)
     r = gradient_flow(a0, W0, T, "relu", eigenvalues=False)
     assert r.status == "failed" and not r.converged
-    assert "reached w = 0" in r.message
+    assert r.stop == Stop.DYING_NEURON and "reached w = 0" in r.message
     assert r.timings["total"] < 5
+
+
+def test_relu_neurons_dying_together_are_detected_quickly():
+    """Issue 15, defect 1: with n = 1 (or all neurons alike) the dying test was relative
+    to the largest |w_j|, so it never fired and the run crawled to the time limit."""
+    T = Teacher.orthonormal(3)
+    r = gradient_flow(*initialize(1, T, "gaussian", 17), T, "relu", max_time=30,
+                      eigenvalues=False)
+    assert r.status == "failed" and r.stop == Stop.DYING_NEURON
+    assert r.timings["total"] < 10
+
+
+def test_a_start_at_a_critical_point_ends_at_once():
+    """Issue 15, defect 2: a = 0, W = 0 is critical (|g| = 0); the run used to perform a
+    Hessian check at every step until the time limit."""
+    T = Teacher.orthonormal(3)
+    r = gradient_flow(np.zeros(2), np.zeros((2, 4)), T, "erf", max_time=20)
+    assert r.converged and r.stop == Stop.CONVERGED and r.grad_norm == 0.0
+    assert r.t_end == 0.0 and r.timings["total"] < 5 and r.stats["ode_steps"] == 0
+    assert r.hessian_eigenvalues.size == 10 and r.min_eigenvalue < -1  # a saddle, and says so
+
+
+@pytest.mark.parametrize("case", ["identical erf neurons", "W = 0, a != 0", "relu w = -v",
+                                  "tiny weights"])
+def test_degenerate_starts_are_not_failures(case):
+    """Issue 15, defect 3: symmetric or degenerate starts ended "failed: parameters contain
+    NaN" although the input was finite and the point reached critical. A non-finite trial
+    point inside a step must be a rejected step. tol = 1e-30 keeps every run flowing to
+    t_max, through the BDF phase (where the singular float32 factors were)."""
+    T = Teacher.orthonormal(3)
+    a1, W1 = initialize(1, T, "gaussian", 0)
+    a0, W0, act = {
+        "identical erf neurons": (np.repeat(a1, 2), np.tile(W1, (2, 1)), "erf"),
+        "W = 0, a != 0": (np.ones(2), np.zeros((2, 4)), "erf"),
+        "relu w = -v": (np.ones(2), -np.eye(4)[:2], "relu"),
+        "tiny weights": (np.full(2, 1e-300), np.full((2, 4), 1e-300), "erf"),
+    }[case]
+    r = gradient_flow(a0, W0, T, act, tol=1e-30, max_time=60)
+    assert r.status == "not converged" or r.converged, r.message
+    assert r.stop not in (Stop.SOLVER_FAILED, Stop.DYING_NEURON), r.message
+    assert np.all(np.isfinite(r.theta)) and r.grad_norm < 1e-12
+    # the same run with the usual tolerance ends converged at that critical point
+    r = gradient_flow(a0, W0, T, act, max_time=60)
+    assert r.converged and r.stop == Stop.CONVERGED, r.message
 
 
 def test_bad_options_raise_clear_errors():

@@ -21,6 +21,7 @@ import numpy as np
 
 from .activations import Activation, get_activation
 from .loss import check_student, gradient, hessian, pack, population_loss, unpack
+from .newton import find_critical
 from .teacher import Teacher
 
 __all__ = [
@@ -195,7 +196,9 @@ def newton_critical_point(a0, W0, teacher: Teacher, activation: str | Activation
 
     Each step solves H p = -g in the least-squares sense (minimum-norm step,
     which copes with the flat directions of symmetric or homogeneous losses) and
-    halves the step until the gradient norm decreases. This finds critical
+    halves the step until the gradient norm decreases
+    (:func:`copyaverage.newton.find_critical`, the iteration the flow uses
+    too). This finds critical
     points of any type, saddles included, as opposed to a minimizer, which
     would slide away from a saddle.
 
@@ -209,7 +212,8 @@ def newton_critical_point(a0, W0, teacher: Teacher, activation: str | Activation
         Stop when the gradient norm is at most tol.
     max_iter : int
     rcond : float
-        Relative cut-off for small singular values of the Hessian.
+        Relative cut-off for small eigenvalues of the Hessian (relative to the
+        largest in absolute value).
     max_step : float, optional
         Longest step allowed (Euclidean norm); longer Newton steps are shortened
         to this length, which keeps the search local. Default: no limit.
@@ -223,40 +227,13 @@ def newton_critical_point(a0, W0, teacher: Teacher, activation: str | Activation
     act = get_activation(activation)
     a0, W0 = check_student(a0, W0, teacher)
     n, d = W0.shape
-    theta0 = pack(a0, W0)
-    theta = theta0.copy()
     obj = Objective(teacher, act, n)  # closed forms for erf and ReLU, else autograd
-
-    def grad(th):
-        return obj.gradient(th)
-
-    g = grad(theta)
-    norms = [float(np.linalg.norm(g))]
-    it = 0
-    while norms[-1] > tol and it < max_iter:
-        it += 1
-        H = obj.hessian(theta)
-        step = np.linalg.lstsq(H, -g, rcond=rcond)[0]
-        length = float(np.linalg.norm(step))
-        if max_step is not None and length > max_step:
-            step *= max_step / length
-        t = 1.0
-        for _ in range(40):
-            trial = theta + t * step
-            try:
-                g_trial = grad(trial)
-            except ValueError:  # e.g. a ReLU neuron pushed to w = 0
-                g_trial = None
-            if g_trial is not None and np.linalg.norm(g_trial) < norms[-1]:
-                break
-            t *= 0.5
-        else:
-            break  # no step decreases the gradient norm: give up honestly
-        theta, g = trial, g_trial
-        norms.append(float(np.linalg.norm(g)))
-    a, W = unpack(theta, n, d)
-    return NewtonResult(a=a.copy(), W=W.copy(), converged=norms[-1] <= tol, iterations=it,
-                        grad_norms=np.array(norms), distance=float(np.linalg.norm(theta - theta0)))
+    found = find_critical(obj, pack(a0, W0), tol, max_iter=max_iter, rcond=rcond,
+                          max_step=max_step, halvings=40)
+    a, W = unpack(found.theta, n, d)
+    return NewtonResult(a=a.copy(), W=W.copy(), converged=found.converged,
+                        iterations=found.iterations, grad_norms=found.grad_norms,
+                        distance=found.distance)
 
 
 def search_critical_points(teacher: Teacher, activation: str | Activation, n: int = 1, *,

@@ -3,31 +3,26 @@
 :func:`gradient_flow` follows d theta / dt = -grad L(theta), theta = (a, W),
 with an ODE solver until the flow has (nearly) settled, then finishes with
 Newton's method until the gradient norm is at round-off level. The result
-records the end point, its gradient norm and Hessian spectrum, a trajectory
-sampled on a logarithmic time grid, and timings and solver statistics.
+(:class:`~copyaverage.results.FlowResult`) records the end point, its gradient
+norm and Hessian spectrum, why the run stopped (``stop``, data a program reads),
+a trajectory sampled on a logarithmic time grid, and timings and solver
+statistics.
 
-How the flow is followed
-------------------------
+The driver and its phases
+-------------------------
+:func:`gradient_flow` is a short driver over three pieces:
+
+* the ODE phase (:class:`copyaverage.ode.OdePhase`): RKC, then BDF with the
+  exact Hessian when the flow gets stiff, stepped until a named event (a check
+  level reached, a stall, the time or t limit, a dying ReLU neuron, a solver
+  failure, or the gradient already at the tolerance);
+* the Newton phase (:mod:`copyaverage.newton`), asked on every CHECK event
+  whether it may take over, and if so polishing to round-off;
+* the analysis of the end point (loss, gradient norm, Hessian spectrum).
+
 The ODE is stiff: the Hessian's eigenvalues spread over many decades (from
 ~1e3 down to ~1e-6 at the end points of the k = 50 experiments), and the flow
-crawls along plateaus near saddles. We step scipy's ODE solver objects
-(:class:`scipy.integrate.OdeSolver`, the machinery behind
-:func:`scipy.integrate.solve_ivp`) one step at a time, so that the criteria
-below can be checked between steps. Methods (option ``method``):
-
-``"auto"`` (default)
-    :class:`copyaverage.rkc.RKC`, a stabilized explicit Runge-Kutta-Chebyshev
-    solver (cheap: s gradients per step, no Hessian, no factorization), while
-    its steps are cheap; when the flow enters a very stiff stretch (many
-    stages per step), scipy's ``BDF`` with the exact Hessian as Jacobian takes
-    over (with its linear systems factorized in single precision, see
-    :class:`_Float32BDF`; ``stats["methods"]`` then reads ``["rkc", "bdf32"]``).
-    The switch happens when one RKC step costs more than 0.3 times one
-    Hessian plus one factorization, by a fixed cost model (so that runs are
-    deterministic).
-``"rkc"``, ``"bdf"``, ``"lsoda"``, ``"radau"``
-    One solver throughout (the implicit ones with the exact Hessian as
-    Jacobian; closed forms of :mod:`copyaverage.derivatives`).
+crawls along plateaus near saddles.
 
 When the ODE stops and Newton takes over
 ----------------------------------------
@@ -47,31 +42,32 @@ flow time has doubled since the last test while the gradient norm is below
    norm: the quadratic model is already good (the quadratic regime), so that
    Newton does not travel far.
 
-Only then does Newton polish: steps -(H + mu I)^{-1} g with a backtracking
-line search on the loss, chord steps reusing the factor while they cut |g|
-fourfold. Guards: every Newton iterate must again have a positive definite
-Hessian and a loss not higher than the previous one (within round-off); the
-total distance moved must stay below ``max_polish_distance`` times
-max(1, |theta|). If a guard trips, the Newton attempt is discarded and the
-flow resumes from where it was. The distance the polish moved is reported
-(``polish_distance``; typically 1e-5 to 1e-3 in the k = 50 experiment).
+Only then does Newton polish (:func:`copyaverage.newton.polish`: line search
+on the loss, chord steps, guards on positive definiteness, loss and distance
+moved, at most ``max_polish_distance`` times max(1, |theta|)). If a guard
+trips, the Newton attempt is discarded and the flow resumes from where it was.
+The distance the polish moved is reported (``polish_distance``; typically 1e-5
+to 1e-3 in the k = 50 experiment).
 
+If the ODE reaches ``t_max`` or ``max_time``, or stalls, without a positive
+definite Hessian (a degenerate or saddle end point) and with a gradient norm
+below ``switch_gradient``, Newton on the gradient
+(:func:`copyaverage.newton.find_critical`, pseudo-inverse of H, the same
+distance limit) tries to land on the critical point there; the result reports
+the Hessian spectrum, so such end points are recognizable. A run whose
+gradient norm is already at most ``tol`` (at the start, or along the way) ends
+there: it is at a critical point, and the Hessian spectrum tells a saddle from
+a minimum.
+
+ReLU
+----
 For ReLU, minima are not isolated: the loss is invariant under
 (a_i, w_i) -> (a_i / c, c w_i), and gradient flow conserves a_i^2 - |w_i|^2.
 After the polish each neuron is rescaled along that symmetry to the conserved
 value, which puts the end point where the flow would have ended (the network
 function and the loss do not change). A ReLU neuron whose w_i reaches 0 (a
 "dying" neuron: the loss is not differentiable there, and the flow reaches it
-in finite time) ends the run with status ``"failed"``.
-
-If the ODE reaches ``t_max`` or ``max_time``, or stalls (2000 steps advance
-t by less than 1 %), without a positive definite Hessian (a degenerate or
-saddle end point) and with a gradient norm below ``switch_gradient``, a final
-Newton-type iteration on the gradient (pseudo-inverse of H through its
-eigendecomposition, line search on |g|, the same distance limit) tries to
-land on the critical point
-there; the result reports the Hessian spectrum, so such end points are
-recognizable.
+in finite time) ends the run with ``stop == "dying_neuron"``.
 
 Convergence
 -----------
@@ -83,9 +79,9 @@ neuron copies a teacher neuron (its Hessian is not Lipschitz there, so
 Newton's quadratic convergence is not guaranteed) and whose exact zero modes
 (the rescaling symmetry) leave a higher round-off floor: converged ReLU end
 points reach 1e-11 to 1e-15; 1e-10 for the quadrature activations, whose
-derivatives come from numerical quadrature rather than closed forms. A run that does not reach ``tol`` has
-``converged = False`` and a message saying why; it must never be counted as a
-solution.
+derivatives come from numerical quadrature rather than closed forms. A run
+that does not reach ``tol`` has ``converged = False`` and a ``stop`` saying
+why; it must never be counted as a solution.
 
 Initializations
 ---------------
@@ -102,23 +98,20 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.integrate import BDF, LSODA, Radau
 
+from . import newton
 from .activations import Activation, get_activation
 from .derivatives import Objective
 from .loss import check_student, pack, unpack
-from .results import FlowResult, Recorder, Stop, Trajectory
-from .rkc import RKC
+from .ode import METHODS, Event, OdePhase
+from .results import FlowResult, Recorder, Stop
 from .teacher import Teacher
 
 __all__ = [
     "FlowResult",
-    "Trajectory",
     "gradient_flow",
     "initialize",
     "default_tolerance",
@@ -126,12 +119,7 @@ __all__ = [
     "SCHEMES",
 ]
 
-METHODS = ("auto", "rkc", "bdf", "lsoda", "radau")
 SCHEMES = ("gaussian", "glorot")
-_SCIPY_SOLVERS = {"bdf": BDF, "lsoda": LSODA, "radau": Radau}
-#: "auto" hands over from RKC to BDF when an RKC step costs more than this
-#: many (measured) Hessian-plus-factorization times.
-_SWITCH_FACTOR = 0.3
 
 
 # --------------------------------------------------------- initialization --
@@ -189,13 +177,20 @@ def default_tolerance(activation: str | Activation) -> float:
     return 1e-12 if get_activation(activation).kind == "erf" else 1e-10
 
 
+
+
 # ------------------------------------------------------------- internals ---
 class _Counter:
     """Objective wrapper that counts and times gradient and Hessian calls and
-    remembers the last gradient (the ODE solvers and the checks share it)."""
+    remembers the last gradient (the ODE solvers and the checks share it).
+
+    ``rhs`` returns NaN where the gradient is not finite or does not exist (a
+    trial point inside an ODE step): the solvers then reject the step.
+    """
 
     def __init__(self, ob: Objective):
         self.ob = ob
+        self.const = ob.const
         self.n_grad = self.n_hess = 0
         self.t_grad = self.t_hess = 0.0
         self._last_y = None
@@ -213,7 +208,12 @@ class _Counter:
         return L, g
 
     def rhs(self, t, y):
-        return -self.loss_and_gradient(y)[1]
+        if not np.all(np.isfinite(y)):
+            return np.full_like(y, np.nan)
+        try:
+            return -self.loss_and_gradient(y)[1]
+        except ValueError:  # ReLU: a student vector exactly at 0
+            return np.full_like(y, np.nan)
 
     def hessian(self, y):
         t0 = time.perf_counter()
@@ -226,184 +226,30 @@ class _Counter:
         return -self.hessian(y)
 
 
-def _cholesky(H, shift):
-    """Cholesky factor of H + shift I, or None if that is not positive definite."""
-    A = H + shift * np.eye(H.shape[0])
-    try:
-        return sla.cho_factor(A, lower=False, overwrite_a=True, check_finite=False)
-    except sla.LinAlgError:
-        return None
-
-
-def _shift_for(H, kind="erf"):
-    """Tiny shift for the Cholesky tests: 1e-12 max|H| (erf), 1e-9 max|H| (others:
-    ReLU's exact zero modes from its rescaling symmetry come out of the Hessian as
-    eigenvalues of either sign at the 1e-11 level)."""
-    rel = 1e-12 if kind == "erf" else 1e-9
-    return rel * max(1.0, float(np.abs(H).max()))
-
-
-def _newton_polish(C: _Counter, theta, tol, max_iter, max_distance, deadline, fac0=None):
-    """Newton from a point with positive definite Hessian; see the module doc.
-
-    ``fac0``: the Cholesky factor of the shifted Hessian at ``theta`` if known.
-    After a full Newton step that cut |g| at least tenfold (the quadratic
-    regime), up to three chord steps reuse the same factor (a gradient and two
-    triangular solves each, instead of a Hessian and a factorization), as long
-    as each cuts |g| at least fourfold without raising the loss.
-
-    Returns (theta, ok, message, iterations, distance, losses).
-    """
-    L, g = C.loss_and_gradient(theta)
-    gn = float(np.linalg.norm(g))
-    losses = [L]
-    dist = 0.0
-    slow = 0
-    # round-off of L: it is a sum of terms as large as the teacher's constant term
-    slack = 64 * np.finfo(float).eps * (1.0 + abs(L) + abs(C.ob.const))
-    floor = 1e3 * tol  # below this a failure to improve is round-off, not a wrong basin
-    for it in range(1, max_iter + 1):
-        if gn <= tol:
-            return theta, True, "converged", it - 1, dist, losses
-        if time.perf_counter() > deadline:
-            return theta, False, "time limit during Newton", it - 1, dist, losses
-        if it == 1 and fac0 is not None:
-            fac = fac0
-        else:
-            H = C.hessian(theta)
-            if not np.all(np.isfinite(H)):
-                return theta, False, "non-finite Hessian", it - 1, dist, losses
-            fac = _cholesky(H, _shift_for(H, C.ob.act.kind))
-            if fac is None:
-                return theta, False, "Hessian not positive definite at a Newton iterate", it - 1, dist, losses
-        p = -sla.cho_solve(fac, g, check_finite=False)
-        slope = float(g @ p)
-        alpha = 1.0
-        while True:
-            trial = theta + alpha * p
-            try:
-                Lt, gt = C.loss_and_gradient(trial)
-            except ValueError:
-                Lt, gt = np.inf, None
-            gtn = float(np.linalg.norm(gt)) if gt is not None else np.inf
-            armijo = Lt <= L + 1e-4 * alpha * slope
-            roundoff = Lt <= L + slack and gtn < gn
-            if np.isfinite(Lt) and (armijo or roundoff):
-                break
-            alpha *= 0.5
-            if alpha < 1e-12:
-                if gn <= floor:
-                    return theta, False, "Newton stagnated at the round-off floor", it, dist, losses
-                return theta, False, "Newton line search failed", it, dist, losses
-        dist += alpha * float(np.linalg.norm(p))
-        if dist > max_distance:
-            return theta, False, f"Newton moved farther than {max_distance:.3g}", it, dist, losses
-        slow = slow + 1 if gtn > 0.5 * gn else 0
-        quadratic = alpha == 1.0 and gtn <= 0.1 * gn
-        theta, L, g, gn = trial, Lt, gt, gtn
-        losses.append(L)
-        if quadratic:  # chord steps with the same factor
-            for _ in range(3):
-                if gn <= tol:
-                    break
-                q = -sla.cho_solve(fac, g, check_finite=False)
-                trial = theta + q
-                Lt, gt = C.loss_and_gradient(trial)
-                gtn = float(np.linalg.norm(gt))
-                if not (gtn <= 0.25 * gn and Lt <= L + slack):
-                    break
-                dist += float(np.linalg.norm(q))
-                theta, L, g, gn = trial, Lt, gt, gtn
-                losses.append(L)
-        if slow >= 4 and gn <= floor:
-            return theta, gn <= tol, "Newton stagnated at the round-off floor", it, dist, losses
-    return theta, gn <= tol, "converged" if gn <= tol else "Newton iteration limit", max_iter, dist, losses
-
-
-#: Probe the full Newton step before starting the polish (see _newton_step_helps).
-_PROBE = True
-
-
-def _newton_step_helps(C: _Counter, theta, fac):
-    """Does one full Newton step lower the loss and halve the gradient norm?"""
-    L, g = C.loss_and_gradient(theta)
-    p = -sla.cho_solve(fac, g, check_finite=False)
-    try:
-        Lt, gt = C.loss_and_gradient(theta + p)
-    except ValueError:
-        return False
-    slack = 64 * np.finfo(float).eps * (1.0 + abs(L) + abs(C.ob.const))  # round-off of L
-    return bool(Lt <= L + slack and np.linalg.norm(gt) <= 0.5 * np.linalg.norm(g))
-
-
-def _critical_polish(C: _Counter, theta, tol, max_iter, deadline):
-    """Newton on grad L = 0 with the pseudo-inverse of H (any critical point)."""
-    L0, g = C.loss_and_gradient(theta)
-    gn = float(np.linalg.norm(g))
-    start = theta
-    for it in range(1, max_iter + 1):
-        if gn <= tol or time.perf_counter() > deadline:
-            break
-        H = C.hessian(theta)
-        lam, Q = np.linalg.eigh(H)
-        cut = 1e-10 * max(1.0, float(np.abs(lam).max()))
-        keep = np.abs(lam) > cut
-        p = -Q[:, keep] @ ((Q[:, keep].T @ g) / lam[keep])
-        alpha = 1.0
-        while alpha > 1e-8:
-            trial = theta + alpha * p
-            Lt, gt = C.loss_and_gradient(trial)
-            if np.linalg.norm(gt) < gn:
-                break
-            alpha *= 0.5
-        else:
-            break
-        theta, g, gn = trial, gt, float(np.linalg.norm(gt))
-    L1 = C.loss_and_gradient(theta)[0]
-    return theta, it, float(np.linalg.norm(theta - start)), L1 - L0
-
-
-class _Recorder:
-    """Keeps (t, loss, |g|, theta) on a geometric grid of times."""
-
-    def __init__(self, per_decade, keep_theta):
-        self.ratio = 10.0 ** (1.0 / per_decade) if per_decade > 0 else np.inf
-        self.keep_theta = keep_theta
-        self.rows = []
-        self.next_t = 0.0
-
-    def add(self, t, L, gn, theta, force=False):
-        if force or t >= self.next_t:
-            if self.rows and self.rows[-1][0] == t:
-                return
-            self.rows.append((t, L, gn, np.array(theta, copy=True) if self.keep_theta else None,
-                              float(np.linalg.norm(theta))))
-            self.next_t = t * self.ratio if t > 0 else 0.0
-
-    def result(self):
-        t = np.array([r[0] for r in self.rows])
-        L = np.array([r[1] for r in self.rows])
-        gn = np.array([r[2] for r in self.rows])
-        theta = np.array([r[3] for r in self.rows]) if self.keep_theta else None
-        return Trajectory(t, L, gn, theta, np.array([r[4] for r in self.rows]))
-
-
-def _validate_options(tol, method, rtol, atol, t_max, max_time, switch_gradient,
-                      max_polish_distance, max_newton_iterations, trajectory_per_decade):
+def _validate_options(*, tol, method, rtol, atol, t_max, max_time, switch_gradient,
+                      max_polish_distance, max_newton_iterations, trajectory_per_decade,
+                      record_parameters, eigenvalues) -> dict:
+    """Check the options of :func:`gradient_flow`; return them as plain Python values."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
-    for name, val in [("tol", tol), ("rtol", rtol), ("atol", atol), ("t_max", t_max),
-                      ("max_time", max_time), ("switch_gradient", switch_gradient),
-                      ("max_polish_distance", max_polish_distance)]:
+    numbers = dict(tol=tol, rtol=rtol, atol=atol, t_max=t_max, max_time=max_time,
+                   switch_gradient=switch_gradient, max_polish_distance=max_polish_distance)
+    for name, val in numbers.items():
         if isinstance(val, bool) or not isinstance(val, (int, float, np.floating, np.integer)):
             raise ValueError(f"{name} must be a number, got {val!r}")
         if math.isnan(val) or val <= 0:
             raise ValueError(f"{name} must be positive, got {val!r}")
-    for name, val in [("tol", tol), ("rtol", rtol), ("atol", atol), ("switch_gradient", switch_gradient)]:
-        if not math.isfinite(val):
-            raise ValueError(f"{name} must be finite, got {val!r}")
-    _check_int(max_newton_iterations, "max_newton_iterations", 1)
-    _check_int(trajectory_per_decade, "trajectory_per_decade", 0)
+    for name in ("tol", "rtol", "atol", "switch_gradient"):
+        if not math.isfinite(numbers[name]):
+            raise ValueError(f"{name} must be finite, got {numbers[name]!r}")
+    options = {name: float(val) for name, val in numbers.items()}
+    options.update(method=method,
+                   max_newton_iterations=_check_int(max_newton_iterations,
+                                                    "max_newton_iterations", 1),
+                   trajectory_per_decade=_check_int(trajectory_per_decade,
+                                                    "trajectory_per_decade", 0),
+                   record_parameters=bool(record_parameters), eigenvalues=bool(eigenvalues))
+    return options
 
 
 # ------------------------------------------------------------- the engine --
@@ -467,223 +313,158 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
         For a bad teacher, activation, shapes, non-finite initial weights, an
         unknown method, or non-positive tolerances and limits.
     """
-    t_start = time.perf_counter()
-    cpu_start = time.process_time()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     act = get_activation(activation)
     a0, W0 = check_student(a0, W0, teacher)
     tol = default_tolerance(act) if tol is None else tol
-    _validate_options(tol, method, rtol, atol, t_max, max_time, switch_gradient,
-                      max_polish_distance, max_newton_iterations, trajectory_per_decade)
-    options = dict(tol=float(tol), method=method, rtol=float(rtol), atol=float(atol),
-                   t_max=float(t_max), max_time=float(max_time),
-                   switch_gradient=float(switch_gradient),
-                   max_polish_distance=float(max_polish_distance),
-                   max_newton_iterations=int(max_newton_iterations),
-                   trajectory_per_decade=int(trajectory_per_decade),
-                   record_parameters=bool(record_parameters), eigenvalues=bool(eigenvalues))
+    options = _validate_options(tol=tol, method=method, rtol=rtol, atol=atol, t_max=t_max,
+                                max_time=max_time, switch_gradient=switch_gradient,
+                                max_polish_distance=max_polish_distance,
+                                max_newton_iterations=max_newton_iterations,
+                                trajectory_per_decade=trajectory_per_decade,
+                                record_parameters=record_parameters, eigenvalues=eigenvalues)
     n, d = W0.shape
     C = _Counter(Objective(teacher, act, n))
-    deadline = t_start + max_time
     theta = pack(a0, W0)
-    balance0 = a0**2 - np.sum(W0**2, axis=1)  # conserved by the flow for ReLU
-    rec = Recorder(trajectory_per_decade, record_parameters)
-    stats = dict(ode_steps=0, ode_rejected=0, nfev=0, njev=0, nlu=0, rkc_stages=0,
-                 switch_checks=0, newton_iterations=0, newton_restarts=0, methods=[])
-    timings = dict(ode=0.0, polish=0.0, eigenvalues=0.0, total=0.0, cpu=0.0)
-
     try:
         L, g = C.loss_and_gradient(theta)
     except ValueError as exc:
         raise ValueError(f"cannot start gradient flow: {exc}") from None
+    rec = Recorder(trajectory_per_decade, record_parameters)
     rec.add(0.0, L, float(np.linalg.norm(g)), theta, force=True)
-
-    t = 0.0
-    check_level = float(switch_gradient)
-    polish_kind, polish_distance, polish_dL = "none", 0.0, 0.0
-    message = ""
-    failed = False
-    current = "rkc" if method == "auto" else method
-    solver = None
-    h_last = None
-    t_checked = np.inf  # flow time of the last switch check
-    stall_t: list = []  # flow time every _STALL_STEPS steps
-    dead_check = act.kind == "relu"
-
+    stats = dict(ode_steps=0, ode_rejected=0, nfev=0, njev=0, nlu=0, rkc_stages=0,
+                 switch_checks=0, newton_iterations=0, newton_restarts=0, methods=[])
+    deadline = t_start + max_time
+    ode = OdePhase(C, theta, L, g, n=n, k=teacher.k, d=d, method=method, tol=tol,
+                   switch_gradient=switch_gradient, rtol=rtol, atol=atol, t_max=t_max,
+                   deadline=deadline, relu=act.kind == "relu", recorder=rec, stats=stats)
+    end = _End()
     while True:
-        if solver is None:
-            solver = _make_solver(current, C, t, theta, t_max, rtol, atol, h_last)
-            stats["methods"].append(current)
-        # ---------------- ODE: step until something needs deciding ---------
-        t_ode = time.perf_counter()
-        stop_reason, msg = None, None
-        while stop_reason is None:
-            if solver.status == "finished":
-                stop_reason = "t_max"
-                break
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    msg = solver.step()
-            except ValueError as exc:  # e.g. ReLU with some w_i = 0
-                stop_reason = f"ODE solver failed: {exc}"
-                break
-            if solver.status == "failed":
-                stop_reason = f"ODE solver failed: {msg}"
-                break
-            stats["ode_steps"] += 1
-            if stats["ode_steps"] % _STALL_STEPS == 0:
-                stall_t.append(solver.t)
-            t, theta = solver.t, solver.y
-            L, g = C.loss_and_gradient(theta)
-            gn = float(np.linalg.norm(g))
-            rec.add(t, L, gn, theta)
-            if not np.isfinite(L):
-                stop_reason = "ODE solver failed: non-finite loss"
-            elif dead_check and (dead := _dying_neuron(theta, n)) is not None:
-                stop_reason = (f"ODE solver failed: student neuron {dead} reached w = 0, where the "
-                               f"{act.name} loss is not differentiable (a dying neuron)")
-            elif _stalled(stall_t, t, stats["ode_steps"]):
-                stop_reason = "stall"
-            elif gn <= check_level or (gn <= switch_gradient and t >= 2 * t_checked):
-                stop_reason = "check"
-            elif time.perf_counter() > deadline:
-                stop_reason = "max_time"
-            elif current == "rkc" and method == "auto" and solver.stages > 50:
-                t_grad, t_jac = _cost_model(n, teacher.k, d)
-                if solver.stages * t_grad > _SWITCH_FACTOR * t_jac:
-                    stop_reason = "switch"
-            if gn > 100 * check_level and check_level < switch_gradient:
-                check_level = min(float(switch_gradient), gn / 10)  # left a plateau
-        timings["ode"] += time.perf_counter() - t_ode
-
-        if stop_reason == "switch":
-            _collect(stats, solver, current)
-            h_last, solver, current = solver.h_abs, None, "bdf32"
-            continue
-        if stop_reason.startswith("ODE solver failed"):
-            _collect(stats, solver, current)
-            failed, message = True, stop_reason
-            break
-
-        t_pol = time.perf_counter()
-        if stop_reason == "check":
-            # ---------- is the flow in the basin of a minimum? Newton ----------
-            stats["switch_checks"] += 1
-            t_checked = t
-            H = C.hessian(theta)
-            fac = _cholesky(H, _shift_for(H, act.kind))
-            del H
-            if fac is not None and _PROBE and not _newton_step_helps(C, theta, fac):
-                fac = None  # the quadratic model is not good yet: keep flowing
-                check_level = min(check_level, gn)
-            if fac is not None:
-                reach = max_polish_distance * max(1.0, float(np.linalg.norm(theta)))
-                new, ok, why, its, dist, losses = _newton_polish(
-                    C, theta, tol, max_newton_iterations, reach, deadline, fac0=fac)
-                stats["newton_iterations"] += its
-                keep = ok or why == "time limit during Newton" or why.startswith("Newton stagnated")
-                if keep:
-                    polish_kind, polish_distance = "newton", dist
-                    polish_dL = losses[-1] - losses[0]
-                    rec.add(t, L, gn, theta, force=True)
-                    theta = new
-                    message = f"flow to t = {t:.3g}, then Newton ({its} iterations): {why}"
-                    timings["polish"] += time.perf_counter() - t_pol
-                    _collect(stats, solver, current)
-                    break
-                stats["newton_restarts"] += 1  # discard the Newton attempt, keep flowing
-                check_level = min(check_level, gn) / 100
-            else:
-                check_level = gn / 10
-            timings["polish"] += time.perf_counter() - t_pol
-            if time.perf_counter() <= deadline:
-                continue
-            stop_reason = "max_time"
+        event = ode.advance()
+        if event is Event.CHECK:
             t_pol = time.perf_counter()
-        # ---------- the ODE ran out (t_max, max_time, stall): last resort ------
-        _collect(stats, solver, current)
-        rec.add(t, L, gn, theta, force=True)
-        what = {"stall": "stalled (steps shrank to nothing)"}.get(stop_reason, f"reached {stop_reason}")
-        if gn <= switch_gradient:
-            reach = max_polish_distance * max(1.0, float(np.linalg.norm(theta)))
-            new, its, dist, dL = _critical_polish(C, theta, tol, max_newton_iterations,
-                                                  time.perf_counter() + 0.1 * max_time)
-            stats["newton_iterations"] += its
-            if dist <= reach:
-                polish_kind, polish_distance, polish_dL = "critical", dist, dL
-                theta = new
-                message = (f"ODE {what} at t = {t:.3g} without a positive definite Hessian; "
-                           f"pseudo-inverse Newton on the gradient ({its} iterations)")
-            else:
-                message = (f"ODE {what} at t = {t:.3g}; pseudo-inverse Newton moved {dist:.3g} "
-                           f"> {reach:.3g} and was discarded")
-        else:
-            message = f"ODE {what} at t = {t:.3g} with gradient norm {gn:.2e}; no polish"
-        timings["polish"] += time.perf_counter() - t_pol
+            _check(ode, C, act.kind, tol, max_polish_distance, max_newton_iterations, end)
+            end.seconds += time.perf_counter() - t_pol
+            if end.polish == "newton":
+                break
+            if not ode.out_of_time():
+                continue
+            event = Event.TIME_LIMIT
         break
-
-    if act.kind == "relu" and polish_kind != "none" and not failed:
-        theta = _restore_balance(theta, n, d, balance0)
+    ode.close()
+    if end.polish != "newton":
+        t_pol = time.perf_counter()
+        _finish(event, ode, C, tol, max_polish_distance, max_newton_iterations, max_time, end)
+        end.seconds += time.perf_counter() - t_pol
+    theta = end.theta if end.theta is not None else ode.theta
+    if act.kind == "relu" and end.polish != "none":
+        theta = _restore_balance(theta, n, d, a0**2 - np.sum(W0**2, axis=1))
     a, W = unpack(theta, n, d)
     L, g = C.loss_and_gradient(theta)
     gn = float(np.linalg.norm(g))
-    ev = None
-    if eigenvalues and np.all(np.isfinite(theta)):
-        t_ev = time.perf_counter()
-        try:
-            ev = sla.eigh(C.hessian(theta), eigvals_only=True, check_finite=False)
-        except (ValueError, sla.LinAlgError):
-            ev = None
-        timings["eigenvalues"] = time.perf_counter() - t_ev
-    converged = (not failed) and bool(np.isfinite(gn)) and gn <= tol
-    if failed:
-        status = Stop.DYING_NEURON if "w = 0" in message else Stop.SOLVER_FAILED
-    else:
-        status = Stop.CONVERGED if converged else Stop.NEWTON
-        if not converged:
-            message += f"; final gradient norm {gn:.2e} > tol {tol:.1e}"
-            message += _growth_note(rec)
-    stats["n_gradient_evaluations"] = C.n_grad
-    stats["n_hessian_evaluations"] = C.n_hess
-    timings["total"] = time.perf_counter() - t_start
-    timings["cpu"] = time.process_time() - cpu_start
+    t_ev = time.perf_counter()
+    ev = _eigenvalues(C, theta) if eigenvalues else None
+    t_ev = time.perf_counter() - t_ev
+    failed = event in (Event.FAILED, Event.DYING)
+    converged = not failed and bool(np.isfinite(gn)) and gn <= tol
+    stop = Stop.CONVERGED if converged else end.stop
+    message = end.message
+    if not converged and not failed:
+        message += f"; final gradient norm {gn:.2e} > tol {tol:.1e}" + rec.growth_note()
+    stats.update(n_gradient_evaluations=C.n_grad, n_hessian_evaluations=C.n_hess)
+    timings = dict(ode=ode.elapsed, polish=end.seconds, eigenvalues=t_ev,
+                   total=time.perf_counter() - t_start, cpu=time.process_time() - cpu_start)
     return FlowResult(a=np.array(a), W=np.array(W), loss=float(L), grad_norm=gn,
                       converged=bool(converged), tol=float(tol), hessian_eigenvalues=ev,
-                      trajectory=rec.result(), t_end=float(t), stop=status, message=message,
-                      polish=polish_kind, polish_distance=float(polish_distance),
-                      polish_loss_change=float(polish_dL), stats=stats, timings=timings,
+                      trajectory=rec.result(), t_end=float(ode.t), stop=stop, message=message,
+                      polish=end.polish, polish_distance=float(end.distance),
+                      polish_loss_change=float(end.loss_change), stats=stats, timings=timings,
                       options=options)
 
 
-def _growth_note(rec: "_Recorder") -> str:
-    """A remark when |theta| still grew over the last three decades of flow time."""
-    t = np.array([r[0] for r in rec.rows])
-    norm = np.array([r[4] for r in rec.rows])
-    if len(t) < 2 or t[-1] < 1e6:
-        return ""
-    i = int(np.searchsorted(t, t[-1] / 1e3))
-    if norm[-1] > 1.01 * norm[i]:
-        return (f"; |theta| still grew from {norm[i]:.4g} to {norm[-1]:.4g} over the last three "
-                "decades of t: the flow may be heading to a critical point at infinity "
-                "(e.g. two neurons merging while their outgoing weights diverge)")
-    return ""
+class _End:
+    """How the run ends: the polished point (if any), the stop reason and the message."""
+
+    def __init__(self):
+        self.theta = None
+        self.polish, self.distance, self.loss_change = "none", 0.0, 0.0
+        self.stop, self.message = Stop.NEWTON, ""
+        self.seconds = 0.0
 
 
-#: A run stops as stalled when _STALL_STEPS ODE steps advanced t by less than 1%.
-_STALL_STEPS = 2000
-#: ReLU: a neuron with |w_i| below this fraction of the largest |w_j| is dying.
-_DEAD_FRACTION = 1e-6
+#: ODE events that end a run, and the stop reason they give when no polish finishes it.
+_STOPS = {Event.T_MAX: Stop.T_MAX, Event.STALL: Stop.STALLED, Event.TIME_LIMIT: Stop.TIME_LIMIT,
+          Event.FAILED: Stop.SOLVER_FAILED, Event.DYING: Stop.DYING_NEURON,
+          Event.AT_TOL: Stop.CONVERGED}
 
 
-def _stalled(stall_t, t, steps):
-    return len(stall_t) >= 2 and stall_t[-1] - stall_t[-2] < 0.01 * abs(stall_t[-1])
+def _check(ode: OdePhase, C: _Counter, kind, tol, max_polish_distance, max_iter, end: _End):
+    """A CHECK event: is the flow in the quadratic basin of a minimum? Then polish."""
+    stats, theta, gn = ode.stats, ode.theta, ode.gn
+    stats["switch_checks"] += 1
+    ode.t_checked = ode.t
+    H = C.hessian(theta)
+    fac = newton.cholesky(H, newton.shift_for(H, kind))
+    del H
+    if fac is None or not newton.quadratic_regime(C, theta, fac):
+        ode.check_level = gn / 10
+        return
+    reach = max_polish_distance * max(1.0, float(np.linalg.norm(theta)))
+    pol = newton.polish(C, theta, tol, max_iter=max_iter, max_distance=reach,
+                        deadline=ode.deadline, kind=kind, fac0=fac)
+    stats["newton_iterations"] += pol.iterations
+    if not pol.keep:
+        stats["newton_restarts"] += 1  # discard the Newton attempt, keep flowing
+        ode.check_level = min(ode.check_level, gn) / 100
+        return
+    ode.rec.add(ode.t, ode.L, gn, theta, force=True)
+    end.theta, end.polish, end.distance = pol.theta, "newton", pol.distance
+    end.loss_change = pol.losses[-1] - pol.losses[0]
+    end.stop = Stop.TIME_LIMIT if pol.end is newton.PolishEnd.TIME_LIMIT else Stop.NEWTON
+    end.message = (f"flow to t = {ode.t:.3g}, then Newton ({pol.iterations} iterations): "
+                   f"{pol.end.value}")
 
 
-def _dying_neuron(theta, n):
-    W = theta[n:].reshape(n, -1)
-    norms = np.sqrt(np.einsum("id,id->i", W, W))
-    small = np.flatnonzero(norms < _DEAD_FRACTION * max(norms.max(), 1e-300))
-    return int(small[0]) if small.size else None
+def _finish(event: Event, ode: OdePhase, C: _Counter, tol, max_polish_distance, max_iter,
+            max_time, end: _End):
+    """The ODE ended without a Newton polish: say why, and try to land on a critical point."""
+    end.stop = _STOPS[event]
+    t, gn = ode.t, ode.gn
+    ode.rec.add(t, ode.L, gn, ode.theta, force=True)
+    if event in (Event.FAILED, Event.DYING):
+        end.message = ode.message
+        return
+    if event is Event.AT_TOL:
+        end.message = f"gradient norm {gn:.2e} <= tol at t = {t:.3g} (a critical point)"
+        return
+    what = {Event.STALL: "stalled (steps shrank to nothing)", Event.T_MAX: "reached t_max",
+            Event.TIME_LIMIT: "reached max_time"}[event]
+    if gn > ode.switch_gradient:
+        end.message = f"ODE {what} at t = {t:.3g} with gradient norm {gn:.2e}; no polish"
+        return
+    reach = max_polish_distance * max(1.0, float(np.linalg.norm(ode.theta)))
+    found = newton.find_critical(C, ode.theta, tol, max_iter=max_iter, rcond=1e-10,
+                                 rcond_floor=1.0, halvings=27,
+                                 deadline=time.perf_counter() + 0.1 * max_time)
+    ode.stats["newton_iterations"] += found.iterations
+    if found.distance > reach:
+        end.message = (f"ODE {what} at t = {t:.3g}; pseudo-inverse Newton moved "
+                       f"{found.distance:.3g} > {reach:.3g} and was discarded")
+        return
+    end.theta, end.polish = found.theta, "critical"
+    end.distance, end.loss_change = found.distance, found.loss_change
+    end.message = (f"ODE {what} at t = {t:.3g} with no Newton polish kept; "
+                   f"pseudo-inverse Newton on the gradient ({found.iterations} iterations)")
+
+
+def _eigenvalues(C: _Counter, theta):
+    """Ascending Hessian eigenvalues at theta, or None where they cannot be computed."""
+    if not np.all(np.isfinite(theta)):
+        return None
+    try:
+        return sla.eigh(C.hessian(theta), eigvals_only=True, check_finite=False)
+    except (ValueError, sla.LinAlgError):
+        return None
 
 
 def _restore_balance(theta, n, d, balance0):
@@ -711,69 +492,3 @@ def _restore_balance(theta, n, d, balance0):
     return pack(a / c, W * c[:, None])
 
 
-def _cost_model(n, k, d):
-    """Modelled seconds of one gradient and of one Hessian plus factorization.
-
-    A fixed model (fitted on the development machine, one BLAS thread) rather
-    than timings measured during the run, so that the RKC -> BDF switch, and
-    with it the run, is deterministic.
-    """
-    N = n * (d + 1)
-    t_grad = 4e-5 + 6e-10 * n * (n + k) * d
-    t_jac = 1e-3 + 1.6e-8 * (n * d) ** 2 + 1e-11 * N**3  # closed-form Hessian, float32 LU
-    return t_grad, t_jac
-
-
-class _Float32BDF(BDF):
-    """scipy's BDF with its linear systems factorized in single precision.
-
-    The matrices I - c J (J = -H) are factorized by float32 Cholesky (they are
-    positive definite except near saddles, where float32 LU takes over),
-    about twice as fast as float64 LU. The factor is only used inside BDF's
-    simplified Newton iteration, whose convergence (and the local error test)
-    is checked in double precision, so the solution keeps double accuracy; a
-    poor factor only costs an extra Jacobian update.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-
-        def lu(A):
-            self.nlu += 1
-            A32 = np.asarray(A, dtype=np.float32)
-            c, info = sla.lapack.spotrf(A32, lower=False, clean=False, overwrite_a=False)
-            if info == 0:
-                return ("cholesky", c)
-            lu_, piv, info = sla.lapack.sgetrf(A32, overwrite_a=True)
-            return ("lu", (lu_, piv))
-
-        def solve_lu(factor, b):
-            kind, f = factor
-            b32 = np.asarray(b, dtype=np.float32)
-            if kind == "cholesky":
-                x, _ = sla.lapack.spotrs(f, b32, lower=False)
-            else:
-                x, _ = sla.lapack.sgetrs(f[0], f[1], b32)
-            return x.astype(np.float64)
-
-        self.lu = lu
-        self.solve_lu = solve_lu
-
-
-def _make_solver(name, C: _Counter, t0, y0, t_max, rtol, atol, h_last):
-    kw = {}
-    if h_last is not None and np.isfinite(h_last) and h_last > 0:
-        kw["first_step"] = min(h_last, t_max - t0)
-    if name == "rkc":
-        return RKC(C.rhs, t0, y0, t_max, rtol=rtol, atol=atol, **kw)
-    cls = _Float32BDF if name == "bdf32" else _SCIPY_SOLVERS[name]
-    return cls(C.rhs, t0, y0, t_max, rtol=rtol, atol=atol, jac=C.jac, **kw)
-
-
-def _collect(stats, solver, name):
-    stats["nfev"] += int(solver.nfev)
-    stats["njev"] += int(getattr(solver, "njev", 0))
-    stats["nlu"] += int(getattr(solver, "nlu", 0))
-    if name == "rkc":
-        stats["ode_rejected"] += int(solver.n_rejected)
-        stats["rkc_stages"] += int(solver.total_stages)
