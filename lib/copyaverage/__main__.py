@@ -1,4 +1,4 @@
-"""Command line: ``python -m copyaverage sweep ...`` and ``python -m copyaverage info``.
+"""Command line: ``python -m copyaverage sweep ...``, ``info`` and ``prune``.
 
 Ranges of integers are written as in ``1-49`` (inclusive), ``0,2,5`` or
 ``1-10,20,30-32``. Run ``python -m copyaverage sweep --help`` for the options.
@@ -39,6 +39,14 @@ def _range_arg(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _store_arg(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "the store directory must not be empty (an empty path would mean the current "
+            "directory); leave --store out for the default, or give '.' explicitly")
+    return text
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="python -m copyaverage",
                                 description="Gradient-flow experiments for the copy-or-average paper.")
@@ -63,12 +71,18 @@ def _parser():
     s.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2, -1: all cores)")
     s.add_argument("--backend", default=None, help="joblib backend (default loky; 'dask' for a cluster)")
     s.add_argument("--scheduler", default=None, help="Dask scheduler address (with --backend dask)")
-    s.add_argument("--store", default=None, help="store directory (default: $COPYAVERAGE_STORE "
-                   "or <repo>/.cache/store)")
+    s.add_argument("--store", type=_store_arg, default=None,
+                   help="store directory (default: $COPYAVERAGE_STORE or <repo>/.cache/store)")
     s.add_argument("--recompute", action="store_true", help="ignore stored results")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     i = sub.add_parser("info", help="print the store directory and the code hash")
-    i.add_argument("--store", default=None)
+    i.add_argument("--store", type=_store_arg, default=None)
+    r = sub.add_parser("prune", help="delete the stored results of other code versions",
+                       description="Delete the store directories of other code versions (named by "
+                       "16 hex digits, holding only stored runs) and stray temporary files; "
+                       "nothing else in the store directory is touched.")
+    r.add_argument("--store", type=_store_arg, default=None)
+    r.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     return p
 
 
@@ -106,6 +120,15 @@ def main(argv=None) -> int:
         print("hashed sources:  " + ", ".join(p.name for p in source_files()))
         print(f"(default directory: {default_store_dir()})")
         return 0
+    if args.command == "prune":
+        store = ResultStore(args.store)
+        removed = store.prune(dry_run=args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        for path in removed:
+            print(f"{verb} {path}")
+        print(f"{verb} {len(removed)} item(s) from {store.root}; kept the current code's "
+              f"results in {store.dir}")
+        return 0
     from .sweep import grid, sweep
     opts = {}
     if args.tol is not None:
@@ -130,6 +153,11 @@ def main(argv=None) -> int:
         from dask.distributed import Client  # noqa: F401  (needs dask[distributed])
         client = Client(args.scheduler) if args.scheduler else Client()
     store = ResultStore(args.store)
+    try:
+        store.check_writable()  # before minutes of computing, not after the first run
+    except OSError as exc:
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        return 2
     print(f"{len(specs)} runs; store {store.dir}", flush=True)
     t0 = time.perf_counter()
     results = sweep(specs, store=store, n_jobs=args.jobs, backend=args.backend,

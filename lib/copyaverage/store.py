@@ -7,12 +7,17 @@ the library source that determines the result. So
 
 * an unchanged run is loaded instead of recomputed;
 * a change in that source gives a new directory: everything recomputes (old
-  directories stay until :meth:`ResultStore.prune` removes them);
+  directories stay until :meth:`ResultStore.prune` removes them; it removes
+  nothing but store directories, see there);
 * an interrupted sweep resumes: finished runs are on disk;
 * a partly written file is never read back: a result is written to a
   temporary file in the same directory (suffix ``.tmp``, never read) and moved
   into place with :func:`os.replace`, which is atomic on POSIX and Windows.
-  A file that still fails to load (e.g. a disk error) is treated as missing.
+  A file that still fails to load (empty, truncated, damaged by a disk error,
+  or of another format) is treated as missing: :meth:`ResultStore.load` warns
+  with its path and returns None, so the run is recomputed;
+* :meth:`ResultStore.check_writable` tells before any run is computed whether
+  results can be saved.
 
 Which source counts
 -------------------
@@ -36,10 +41,10 @@ import ast
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +64,11 @@ __all__ = [
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _ROOT_MODULES = ("flow", "sweep", "store")
 FORMAT_VERSION = 3
+#: Names of the directories a store writes (:attr:`ResultStore.dir`: 16 hex digits of a code
+#: hash) and of the files in them (64 hex digits of a parameter hash + ``.npz``, or a
+#: temporary ``.tmp`` file of :func:`atomic_write`); :meth:`ResultStore.prune` removes nothing else.
+_CODE_DIR_NAME = re.compile(r"[0-9a-f]{16}")
+_STORE_FILE_NAME = re.compile(r"[0-9a-f]{64}\.npz|[^/]*\.tmp")
 
 
 def atomic_write(path: Path, write) -> Path:
@@ -115,10 +125,15 @@ def source_files(roots=_ROOT_MODULES, package_dir: Path = _PACKAGE_DIR) -> list[
     return sorted(package_dir / f"{name}.py" for name in seen)
 
 
-def code_hash(roots=_ROOT_MODULES, package_dir: Path = _PACKAGE_DIR) -> str:
-    """SHA-256 (hex) of the names and contents of :func:`source_files`."""
+def code_hash(roots=_ROOT_MODULES, package_dir: Path = _PACKAGE_DIR,
+              format_version: int = FORMAT_VERSION) -> str:
+    """SHA-256 (hex) of the store format and the names and contents of :func:`source_files`.
+
+    ``format_version`` is this module's :data:`FORMAT_VERSION` unless given (to
+    recompute the hash of an older version of the library from its files).
+    """
     h = hashlib.sha256()
-    h.update(f"format {FORMAT_VERSION}\n".encode())
+    h.update(f"format {format_version}\n".encode())
     for path in source_files(roots, package_dir):
         h.update(path.name.encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
@@ -205,7 +220,8 @@ class ResultStore:
     Parameters
     ----------
     root : path, optional
-        Default :func:`default_store_dir`.
+        Default :func:`default_store_dir`. An empty path is refused (it would
+        put the store in the current directory).
     code : str, optional
         Code hash to file results under; default :func:`code_hash` (computed once).
 
@@ -216,6 +232,10 @@ class ResultStore:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, code: str | None = None):
+        if root is not None and not os.fsdecode(os.fspath(root)).strip():
+            raise ValueError(f"the store directory must be a non-empty path, got {os.fspath(root)!r}; "
+                             "leave it out (None) for the default, or give '.' for the "
+                             "current directory")
         self.root = Path(root).expanduser() if root is not None else default_store_dir()
         self.code = code if code is not None else code_hash()
         if not isinstance(self.code, str) or not self.code:
@@ -233,15 +253,21 @@ class ResultStore:
         return self.path(params).exists()
 
     def load(self, params: dict) -> FlowResult | None:
-        """The stored result for ``params``, or None (missing or unreadable)."""
+        """The stored result for ``params``, or None (missing or unreadable).
+
+        Any failure to read the file (empty, truncated or damaged, another
+        format) gives a ``UserWarning`` naming the file and None: the run is
+        then recomputed and the file overwritten.
+        """
         path = self.path(params)
         if not path.exists():
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
                 return result_from_arrays(z)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-            warnings.warn(f"ignoring unreadable stored result {path.name}: {exc}", stacklevel=2)
+        except Exception as exc:  # noqa: BLE001 - every unreadable file counts as missing
+            warnings.warn(f"ignoring unreadable stored result {path} "
+                          f"({type(exc).__name__}: {exc}); it will be recomputed", stacklevel=2)
             return None
 
     def save(self, params: dict, result: FlowResult) -> Path:
@@ -255,16 +281,65 @@ class ResultStore:
             return []
         return sorted(p.stem for p in self.dir.glob("*.npz"))
 
-    def prune(self) -> list[Path]:
-        """Delete the directories of other code versions and stray temporary files."""
+    def check_writable(self) -> None:
+        """Make sure results can be saved, before any run is computed.
+
+        Creates :attr:`dir` if needed and writes and removes a temporary file in it.
+
+        Raises
+        ------
+        OSError
+            Naming the directory, if it cannot be created or written to.
+        """
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.dir, prefix="write-check.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise OSError(exc.errno, f"the result store directory {self.dir} is not writable "
+                          f"({exc.strerror or exc}); give a writable directory with --store "
+                          "or $COPYAVERAGE_STORE") from exc
+
+    @staticmethod
+    def _is_store_dir(d: Path) -> bool:
+        """True for a directory that a store wrote: a code-hash name, only store files in it."""
+        if d.is_symlink() or not d.is_dir() or not _CODE_DIR_NAME.fullmatch(d.name):
+            return False
+        entries = list(d.iterdir())
+        return bool(entries) and all(
+            e.is_file() and not e.is_symlink() and _STORE_FILE_NAME.fullmatch(e.name)
+            for e in entries)
+
+    def prune(self, dry_run: bool = False) -> list[Path]:
+        """Delete the stored results of other code versions and stray temporary files.
+
+        Only *store directories* under :attr:`root` are removed: directories named
+        by 16 lower-case hex digits (as :attr:`dir` is) that hold store files
+        (``<64 hex digits>.npz`` or ``*.tmp``) and nothing else. Anything else in
+        the root (``.git``, other folders, files) is left alone, whatever the root is.
+
+        Parameters
+        ----------
+        dry_run : bool
+            Only return what would be removed.
+
+        Returns
+        -------
+        list of Path
+            The directories and temporary files removed (or that would be).
+        """
         removed = []
-        if self.root.exists():
-            for d in self.root.iterdir():
-                if d.is_dir() and d.name != self.dir.name:
-                    shutil.rmtree(d)
+        if self.root.is_dir():
+            for d in sorted(self.root.iterdir()):
+                if d.name != self.dir.name and self._is_store_dir(d):
+                    if not dry_run:
+                        shutil.rmtree(d)
                     removed.append(d)
-        if self.dir.exists():
-            for tmp in self.dir.glob("*.tmp"):
-                tmp.unlink()
-                removed.append(tmp)
+        if self.dir.is_dir() and not self.dir.is_symlink():
+            for tmp in sorted(self.dir.glob("*.tmp")):
+                if tmp.is_file():
+                    if not dry_run:
+                        tmp.unlink()
+                    removed.append(tmp)
         return removed
