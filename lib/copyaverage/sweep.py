@@ -33,6 +33,9 @@ MKL_NUM_THREADS=1`` and one thread per worker process (``--nthreads 1``).
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import product
 
@@ -215,7 +218,7 @@ def sweep(specs, *, store: ResultStore | str | None = None, n_jobs: int = 2,
             # largest runs first: better load balance
             order = sorted(todo, key=lambda i: -specs[i].n * (specs[i].dim + 1))
             cfg = dict(backend=backend) if backend else dict(backend="loky", inner_max_num_threads=1)
-            with parallel_config(**cfg):
+            with parallel_config(**cfg), _sigterm_as_interrupt():
                 par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
                 for i, r in par(delayed(_run_indexed)(i, specs[i]) for i in order):
                     store.save(specs[i].params(), r)
@@ -224,3 +227,33 @@ def sweep(specs, *, store: ResultStore | str | None = None, n_jobs: int = 2,
     finally:
         bar.close()
     return results
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a CI timeout, ``kill``) handled like Ctrl-C while workers run.
+
+    joblib shuts its worker processes down on KeyboardInterrupt but not on SIGTERM,
+    whose default action ends this process at once and leaves the workers computing
+    their runs to the end. Here SIGTERM raises KeyboardInterrupt, joblib terminates
+    the workers, and the process then exits with status 143 (128 + SIGTERM).
+    Only in the main thread (signal handlers cannot be set elsewhere).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if received:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
