@@ -32,6 +32,7 @@ MKL_NUM_THREADS=1`` and one thread per worker process (``--nthreads 1``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import threading
@@ -42,12 +43,13 @@ from itertools import product
 import numpy as np
 
 from .activations import ACTIVATIONS
+from .loss import check_student
 from .flow import SCHEMES, gradient_flow, initialize
 from .results import FlowResult
 from .store import ResultStore
 from .teacher import Teacher
 
-__all__ = ["RunSpec", "grid", "run", "sweep"]
+__all__ = ["RunSpec", "StartSpec", "grid", "run", "sweep"]
 
 #: gradient_flow options a RunSpec may set.
 FLOW_OPTIONS = ("tol", "method", "rtol", "atol", "t_max", "max_time", "switch_gradient",
@@ -99,11 +101,7 @@ class RunSpec:
             raise ValueError(f"d must be an integer >= k = {self.k}, got {self.d!r}")
         if self.init not in SCHEMES:
             raise ValueError(f"unknown initialization scheme {self.init!r}; known: {', '.join(SCHEMES)}")
-        opts = dict(self.options)
-        unknown = set(opts) - set(FLOW_OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown flow option(s) {sorted(unknown)}; known: {', '.join(FLOW_OPTIONS)}")
-        object.__setattr__(self, "options", tuple(sorted(opts.items())))
+        object.__setattr__(self, "options", _check_options(self.options))
         for name in ("k", "n", "seed"):
             object.__setattr__(self, name, int(getattr(self, name)))
 
@@ -122,6 +120,87 @@ class RunSpec:
 
     def teacher(self) -> Teacher:
         return Teacher.orthonormal(self.k, self.dim)
+
+    def start(self):
+        """The initial student (a0, W0) drawn from the seed."""
+        return initialize(self.n, self.teacher(), self.init, self.seed, self.std)
+
+
+def _check_options(options) -> tuple:
+    opts = dict(options)
+    unknown = set(opts) - set(FLOW_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown flow option(s) {sorted(unknown)}; known: {', '.join(FLOW_OPTIONS)}")
+    return tuple(sorted(opts.items()))
+
+
+@dataclass(frozen=True, eq=False)
+class StartSpec:
+    """A gradient-flow run from a given start (a0, W0) and a given teacher.
+
+    For flows that do not start from a seeded random initialization (near-copies,
+    a copy-average configuration, a symmetric start): the store key holds SHA-256
+    digests of the start and of the teacher, so whatever computed the start, the same
+    arrays give the same key.
+
+    Attributes
+    ----------
+    activation : str
+    a0 : ndarray (n,), W0 : ndarray (n, d)
+        The start (copied, read-only).
+    teacher_ : Teacher
+        (Positional argument ``teacher``; the method :meth:`teacher` returns it.)
+    options : tuple of (name, value) pairs
+        Options for :func:`~copyaverage.flow.gradient_flow` (sorted by name).
+    label : str
+        What the start is, in words (part of the key, so two starts that mean
+        different things never share a stored result by accident).
+    """
+
+    activation: str
+    a0: np.ndarray
+    W0: np.ndarray
+    teacher_: Teacher  # the field is "teacher_": teacher() is the method both spec types share
+    options: tuple = field(default_factory=tuple)
+    label: str = ""
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; known: "
+                             f"{', '.join(sorted(ACTIVATIONS))}")
+        a0, W0 = check_student(self.a0, self.W0, self.teacher_)
+        for name, arr in (("a0", a0), ("W0", W0)):
+            arr = arr.copy()
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+        object.__setattr__(self, "options", _check_options(self.options))
+
+    @property
+    def n(self) -> int:
+        return self.a0.size
+
+    @property
+    def k(self) -> int:
+        return self.teacher_.k
+
+    @property
+    def dim(self) -> int:
+        return self.teacher_.d
+
+    def params(self) -> dict:
+        """The dictionary the store key is computed from."""
+        digest = hashlib.sha256()
+        for arr in (self.a0, self.W0, self.teacher_.a, self.teacher_.V):
+            digest.update(str(arr.shape).encode() + np.ascontiguousarray(arr, float).tobytes())
+        return dict(kind="gradient_flow/given-start", activation=self.activation, n=self.n,
+                    k=self.k, d=self.dim, label=self.label, start=digest.hexdigest(),
+                    options=dict(self.options))
+
+    def teacher(self) -> Teacher:
+        return self.teacher_
+
+    def start(self):
+        return self.a0, self.W0
 
 
 def grid(activation, k, n, seeds, init="gaussian", *, d=None, std=0.1, skip_n_ge_k=True,
@@ -144,10 +223,10 @@ def grid(activation, k, n, seeds, init="gaussian", *, d=None, std=0.1, skip_n_ge
     return specs
 
 
-def run(spec: RunSpec) -> FlowResult:
+def run(spec: RunSpec | StartSpec) -> FlowResult:
     """Compute one run (no store)."""
     T = spec.teacher()
-    a0, W0 = initialize(spec.n, T, spec.init, spec.seed, spec.std)
+    a0, W0 = spec.start()
     opts = dict(spec.options)
     opts.setdefault("record_parameters", False)
     return gradient_flow(a0, W0, T, spec.activation, **opts)
@@ -166,7 +245,7 @@ def sweep(specs, *, store: ResultStore | str | None = None, n_jobs: int = 2,
 
     Parameters
     ----------
-    specs : iterable of RunSpec
+    specs : iterable of RunSpec or StartSpec
     store : ResultStore or path, optional
         Default ``ResultStore()`` (see :func:`copyaverage.store.default_store_dir`).
     n_jobs : int
@@ -187,8 +266,8 @@ def sweep(specs, *, store: ResultStore | str | None = None, n_jobs: int = 2,
     """
     specs = list(specs)
     for s in specs:
-        if not isinstance(s, RunSpec):
-            raise ValueError(f"sweep needs RunSpec objects, got {type(s).__name__}")
+        if not isinstance(s, (RunSpec, StartSpec)):
+            raise ValueError(f"sweep needs RunSpec or StartSpec objects, got {type(s).__name__}")
     if not isinstance(store, ResultStore):
         store = ResultStore(store)
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
@@ -201,6 +280,8 @@ def sweep(specs, *, store: ResultStore | str | None = None, n_jobs: int = 2,
             todo.append(i)
         else:
             results[i] = r
+    if todo:
+        store.check_writable()  # before minutes of computing, not after
     from tqdm import tqdm  # plain text bar: tqdm.auto warns on stderr without ipywidgets
 
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=desc, disable=not progress,
