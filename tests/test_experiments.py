@@ -1,18 +1,25 @@
 """Experiment drivers: committed end points, their round trip and their re-check."""
 
+import ast
 import json
+import shutil
 import stat
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from copyaverage import Teacher
+from copyaverage import Teacher, population_loss
 from copyaverage.configurations import copy_average_point
 from copyaverage.experiments import (K50_DIR, K50_GAUSSIAN_DIR, export_endpoints, first_from, k50_specs,
                                      load_endpoints, nearest_ca, relabel, transition_edges,
                                      verify_sample)
+from copyaverage.store import code_hash
 from copyaverage.sweep import grid, sweep
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +73,9 @@ def test_nearest_ca_of_a_ca_point_is_itself():
 @pytest.mark.parametrize("path, init", [(K50_DIR, "glorot"), (K50_GAUSSIAN_DIR, "gaussian")])
 def test_committed_k50_results_are_complete(path, init):
     """The committed files hold exactly the 980 runs of the k = 50 grid, under 20 MB."""
-    if not (path / "meta.json").is_file():
-        pytest.skip(f"no committed results in {path}")
+    missing = [name for name in ("meta.json", "summary.csv", "endpoints.npz")
+               if not (path / name).is_file()]
+    assert not missing, f"committed results missing in {path}: {missing} (the k = 50 chapter reads them)"
     specs, ends, table, meta = load_endpoints(path)
     assert specs == k50_specs(init=init)
     assert len(ends) == len(table) == meta["runs"] == 980
@@ -118,3 +126,106 @@ def test_transition_edges_on_a_constructed_sweep():
                              loss=pc_loss[n] if pc else ca_loss[n]))
     e = transition_edges(pd.DataFrame(rows), ca_loss)
     assert list(e) == [2, 3, 4, 4, 5, 4, 4]
+
+
+# ------------------------------------------------------------ issue 15, item 6 --
+def _tampered_copy(src, dst, *, arrays=None, rows=None, meta=None):
+    """A copy of exported results in dst with some end points, table cells or meta keys changed."""
+    for name in ("endpoints.npz", "summary.csv", "meta.json"):
+        shutil.copy(src / name, dst / name)
+    if arrays:
+        with np.load(src / "endpoints.npz") as z:
+            ends = dict(z)
+        np.savez_compressed(dst / "endpoints.npz", **(ends | arrays))
+    if rows:
+        table = pd.read_csv(src / "summary.csv")
+        for (i, column), value in rows.items():
+            table.loc[i, column] = value
+        table.to_csv(dst / "summary.csv", index=False)
+    if meta:
+        m = json.loads((src / "meta.json").read_text())
+        (dst / "meta.json").write_text(json.dumps(m | meta))
+    return dst
+
+
+def test_verify_sample_fails_a_nan_end_point(small, tmp_path):
+    out, specs, results = small
+    W = results[0].W.copy()
+    W[0, 0] = np.nan  # max(x, nan) is x: a plain max would pass it
+    check = verify_sample(_tampered_copy(out, tmp_path, arrays={"W_0": W}), m=4, seed=0)
+    assert not check.set_index("run").matches.loc[0]
+    assert check.set_index("run").matches.drop(0).all()
+
+
+def test_verify_sample_checks_the_stored_loss_and_converged_flag(small, tmp_path):
+    out, _, _ = small
+    table = pd.read_csv(out / "summary.csv")
+    changed = _tampered_copy(out, tmp_path, rows={(0, "loss"): table.loss[0] + 1e-6,
+                                                  (2, "converged"): False})
+    check = verify_sample(changed, m=4, seed=0).set_index("run")
+    assert not check.matches.loc[0] and not check.matches.loc[2], check
+    assert check.matches.loc[[1, 3]].all()
+
+
+def test_load_endpoints_checks_shapes_rows_and_provenance(small, tmp_path):
+    out, specs, results = small
+    cases = [
+        (dict(arrays={"a_1": np.ones(3)}), "end point 1.*shape"),
+        (dict(arrays={"W_2": np.ones((2, 3))}), "end point 2.*shape"),
+        (dict(rows={(3, "n"): 1}), "row 3"),
+        (dict(meta={"lib_hash": "not a hash"}), "lib_hash"),
+        (dict(meta={"runs": 5}), "runs"),
+    ]
+    for i, (change, message) in enumerate(cases):
+        d = tmp_path / str(i)
+        d.mkdir()
+        with pytest.raises(ValueError, match=message):
+            load_endpoints(_tampered_copy(out, d, **change))
+
+
+def test_relabel_recomputes_loss_and_convergence(small, tmp_path):
+    """A stored loss or converged flag that does not fit the stored end point is a change,
+    even when the stored label was changed to match it."""
+    out, specs, results = small
+    table = pd.read_csv(out / "summary.csv")
+    path = _tampered_copy(out, tmp_path, rows={(0, "loss"): table.loss[0] + 1e-6,
+                                               (1, "converged"): False,
+                                               (1, "label"): "not converged"})
+    _, ends, stored, _ = load_endpoints(path)
+    fixed, changed = relabel(ends, stored, k=3)
+    assert changed == 2
+    assert list(fixed.label) == list(table.label) and fixed.converged.all()
+    a, W = ends[0]
+    assert fixed.loss[0] == population_loss(a, W, Teacher.orthonormal(3), "erf")
+    assert fixed.loss[0] == pytest.approx(table.loss[0], abs=1e-14)
+
+
+def _git(*args):
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.parametrize("path", [K50_DIR, K50_GAUSSIAN_DIR])
+def test_committed_lib_hash_is_the_hash_of_the_library_that_made_them(path, tmp_path):
+    """meta.json's lib_hash, recomputed from the library files of the commit that added it."""
+    try:
+        shallow = _git("rev-parse", "--is-shallow-repository").strip() == "true"
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: the library of the results' commit is not at hand")
+    if shallow:
+        pytest.skip("shallow clone: the commit that added the results is not at hand "
+                    "(git fetch --unshallow, or actions/checkout with fetch-depth: 0)")
+    commit = _git("log", "-1", "--format=%H", "--", str(path / "meta.json")).strip()
+    assert commit, f"{path / 'meta.json'} is not committed"
+    pkg = tmp_path / "copyaverage"
+    pkg.mkdir()
+    for name in _git("ls-tree", "--name-only", f"{commit}:lib/copyaverage").split():
+        if name.endswith(".py"):
+            (pkg / name).write_text(_git("show", f"{commit}:lib/copyaverage/{name}"))
+    consts = {}  # the hashing parameters of that version of store.py
+    for line in (pkg / "store.py").read_text().splitlines():
+        for key in ("FORMAT_VERSION", "_ROOT_MODULES"):
+            if line.startswith(f"{key} = "):
+                consts[key] = ast.literal_eval(line.split("=", 1)[1].strip())
+    meta = json.loads((path / "meta.json").read_text())
+    assert code_hash(consts["_ROOT_MODULES"], pkg, consts["FORMAT_VERSION"]) == meta["lib_hash"]

@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,10 +26,11 @@ import pandas as pd
 
 from .classify import CA_OPTIMUM, LABELS, PERTURBED_COPY, classify
 from .configurations import copy_average_point
+from .derivatives import closed_form_gradient
 from .loss import population_loss
 from .teacher import Teacher
 from .store import ResultStore, atomic_write, code_hash
-from .flow import gradient_flow
+from .flow import default_tolerance, gradient_flow
 from .sweep import RunSpec, grid, run, sweep
 
 __all__ = [
@@ -55,6 +57,8 @@ K50_GAUSSIAN_DIR = Path(__file__).resolve().parents[2] / "results" / "erf_k50_ga
 
 #: A Hessian eigenvalue counts as negative below -NEGATIVE_EIGENVALUE * max |eigenvalue|.
 NEGATIVE_EIGENVALUE = 1e-9
+#: A stored loss must agree with the one recomputed from its end point to this (absolute).
+LOSS_ATOL = 1e-10
 
 
 def erf_grid(k_values=range(2, 13), seeds=range(20), init="gaussian", activation="erf"):
@@ -180,7 +184,21 @@ def export_endpoints(specs, results, out: str | os.PathLike, command: str, elaps
 
 
 def load_endpoints(path: str | os.PathLike):
-    """Read what :func:`export_endpoints` wrote: (specs, end points, summary, meta)."""
+    """Read what :func:`export_endpoints` wrote: (specs, end points, summary, meta).
+
+    The three files are checked against each other: ``meta.json`` has a
+    ``lib_hash`` (64 hex digits) and ``runs`` equal to its number of specs; the
+    summary has one row per spec, with the spec's activation, k, n, seed and
+    init; ``endpoints.npz`` holds exactly ``a_i`` of shape (n,) and ``W_i`` of
+    shape (n, d) for every run i. (Finiteness is not required here: a run that
+    failed may have non-finite weights; :func:`verify_sample` and :func:`relabel`
+    judge the values.)
+
+    Raises
+    ------
+    ValueError
+        Naming the first file, run or row that does not fit.
+    """
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
     table = pd.read_csv(path / "summary.csv")
@@ -190,16 +208,59 @@ def load_endpoints(path: str | os.PathLike):
         specs.append(RunSpec(p["activation"], p["k"], p["n"], p["seed"], p["init"],
                              None if p["d"] == p["k"] + 1 else p["d"],
                              p["std"] if p["std"] is not None else 0.1, opts))
+    lib_hash = meta.get("lib_hash")
+    if not (isinstance(lib_hash, str) and re.fullmatch(r"[0-9a-f]{64}", lib_hash)):
+        raise ValueError(f"{path / 'meta.json'}: lib_hash must be 64 lower-case hex digits "
+                         f"(copyaverage.store.code_hash), got {lib_hash!r}")
+    if meta.get("runs") != len(specs):
+        raise ValueError(f"{path / 'meta.json'}: runs = {meta.get('runs')!r} but it lists "
+                         f"{len(specs)} run specs")
+    if len(table) != len(specs):
+        raise ValueError(f"{path / 'summary.csv'} has {len(table)} rows for {len(specs)} runs")
+    for i, (s, row) in enumerate(zip(specs, table.itertuples(index=False))):
+        stored = (row.activation, row.k, row.n, row.seed, row.init)
+        if stored != (s.activation, s.k, s.n, s.seed, s.init):
+            raise ValueError(f"{path / 'summary.csv'}: row {i} is (activation, k, n, seed, init) = "
+                             f"{stored}, but run {i} in meta.json is "
+                             f"{(s.activation, s.k, s.n, s.seed, s.init)}")
     with np.load(path / "endpoints.npz") as z:
+        expected = {f"{x}_{i}" for i in range(len(specs)) for x in "aW"}
+        if set(z.files) != expected:
+            extra, missing = sorted(set(z.files) - expected), sorted(expected - set(z.files))
+            raise ValueError(f"{path / 'endpoints.npz'} must hold a_i and W_i for the {len(specs)} "
+                             f"runs; missing {missing[:4]}, unexpected {extra[:4]}")
         ends = [(z[f"a_{i}"], z[f"W_{i}"]) for i in range(len(specs))]
+    for i, (s, (a, W)) in enumerate(zip(specs, ends)):
+        if a.shape != (s.n,) or W.shape != (s.n, s.dim):
+            raise ValueError(f"{path / 'endpoints.npz'}: end point {i} has shapes a {a.shape}, "
+                             f"W {W.shape}; run {i} (n = {s.n}, d = {s.dim}) needs "
+                             f"({s.n},) and ({s.n}, {s.dim})")
     return specs, ends, table, meta
 
 
-def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7):
-    """Re-run ``m`` randomly chosen stored runs and compare the end points.
+def _weight_difference(a1, W1, a2, W2) -> float:
+    """Largest |difference| over (a, W); inf for other shapes, NaN if any entry is NaN."""
+    if np.shape(a1) != np.shape(a2) or np.shape(W1) != np.shape(W2):
+        return float("inf")
+    diff = np.abs(np.concatenate([np.ravel(a1 - a2), np.ravel(W1 - W2)]))
+    return float(np.max(diff))  # np.max propagates NaN (Python's max(x, nan) is x)
 
-    Returns a table with, per re-run, the largest absolute difference in
-    (a, W) and in the loss; ``matches`` says whether the end point agrees to ``atol``.
+
+def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
+                  loss_atol: float = LOSS_ATOL):
+    """Re-run ``m`` randomly chosen stored runs and compare with what is stored.
+
+    A re-run ``matches`` when it converged, the stored summary says it converged,
+    its end point agrees with the stored one to ``atol`` in every entry of
+    (a, W) (a NaN or a shape that differs never agrees), and its loss agrees with
+    the stored loss to ``loss_atol``.
+
+    Returns
+    -------
+    DataFrame
+        One row per re-run: run index, n, seed, ``converged`` (re-run),
+        ``stored_converged``, ``max_weight_difference``, ``loss_difference``,
+        ``matches`` and ``seconds``.
     """
     specs, ends, table, _ = load_endpoints(path)
     rng = np.random.default_rng(seed)
@@ -207,41 +268,91 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7)
     for i in sorted(rng.choice(len(specs), size=min(m, len(specs)), replace=False)):
         r = run(specs[i])
         a, W = ends[i]
-        diff = max(float(np.abs(r.a - a).max()), float(np.abs(r.W - W).max()))
+        diff = _weight_difference(r.a, r.W, a, W)
+        loss_diff = abs(r.loss - float(table.loss[i]))
+        stored_converged = bool(table.converged[i])
+        ok = (r.converged and stored_converged and diff <= atol and loss_diff <= loss_atol)
         rows.append(dict(run=int(i), n=specs[i].n, seed=specs[i].seed, converged=r.converged,
-                         max_weight_difference=diff,
-                         loss_difference=abs(r.loss - float(table.loss[i])),
-                         matches=bool(r.converged and diff <= atol), seconds=r.timings["total"]))
+                         stored_converged=stored_converged, max_weight_difference=diff,
+                         loss_difference=loss_diff, matches=bool(ok),
+                         seconds=r.timings["total"]))
     return pd.DataFrame(rows)
 
 
-def relabel(ends, table: pd.DataFrame, k: int, activation: str = "erf"):
-    """Classify stored end points again with this library's classifier.
+def relabel(ends, table: pd.DataFrame, k: int, activation: str = "erf", tol: float | None = None,
+            loss_atol: float = LOSS_ATOL):
+    """Recompute, from the stored end points, what a summary table says about them.
+
+    For every run: the loss and the gradient norm (closed forms) at the stored end
+    point; ``converged`` as gradient norm <= ``tol`` (the stored flag is kept
+    when the norm is within 1 % of ``tol``, where the round-off of two
+    evaluations could decide); and the class, by this library's classifier with
+    the recomputed loss ("not converged" for runs that did not converge). A
+    non-finite end point gets a NaN loss and counts as not converged (a stored
+    NaN loss then agrees).
 
     Parameters
     ----------
     ends : list of (a, W)
         As returned by :func:`load_endpoints`, in the order of ``table``.
     table : DataFrame
-        Its summary (columns ``converged``, ``loss``, ``label``).
+        Its summary (columns ``n``, ``converged``, ``loss``, ``grad_norm``, ``label``).
     k : int
         Teacher width (unit-orthonormal teacher, d = k + 1).
+    activation : str
+    tol : float, optional
+        Gradient-norm tolerance; default that of
+        :func:`copyaverage.flow.default_tolerance` (1e-12 for erf).
+    loss_atol : float
+        A stored loss further than this from the recomputed one counts as changed.
 
     Returns
     -------
     table : DataFrame
-        A copy with ``label`` recomputed ("not converged" for runs that did not).
+        A copy with ``loss``, ``grad_norm``, ``converged`` and ``label`` recomputed.
     changed : int
-        How many labels differ from the stored ones.
+        How many rows differ from the stored ones in label, converged flag or loss.
+
+    Raises
+    ------
+    ValueError
+        For a different number of end points and rows, or an end point whose
+        shapes do not fit its row's n (a (n,), W (n, k + 1)).
     """
     if len(ends) != len(table):
         raise ValueError(f"{len(ends)} end points but {len(table)} table rows")
     teacher = Teacher.orthonormal(k)
-    labels = [classify(a, W, teacher, activation, loss=loss).label if ok else "not converged"
-              for (a, W), ok, loss in zip(ends, table.converged, table.loss)]
+    tol = default_tolerance(activation) if tol is None else float(tol)
+    losses, norms, flags, labels = [], [], [], []
+    for i, ((a, W), n, stored_flag) in enumerate(zip(ends, table.n, table.converged)):
+        a, W = np.asarray(a), np.asarray(W)
+        if a.shape != (n,) or W.shape != (n, teacher.d):
+            raise ValueError(f"end point {i} has shapes a {a.shape}, W {W.shape}; its row says "
+                             f"n = {n}, so ({n},) and ({n}, {teacher.d}) (k = {k})")
+        if np.all(np.isfinite(a)) and np.all(np.isfinite(W)):
+            loss = population_loss(a, W, teacher, activation)
+            grad_norm = float(np.linalg.norm(closed_form_gradient(a, W, teacher, activation)))
+        else:
+            loss = grad_norm = float("nan")
+        converged = bool(grad_norm <= tol)
+        if abs(grad_norm - tol) <= 0.01 * tol:
+            converged = bool(stored_flag)
+        label = (classify(a, W, teacher, activation, loss=loss).label if converged
+                 else "not converged")
+        losses.append(loss)
+        norms.append(grad_norm)
+        flags.append(converged)
+        labels.append(label)
     out = table.copy()
-    out["label"] = labels
-    return out, int((out.label.to_numpy() != table.label.to_numpy()).sum())
+    out["loss"], out["grad_norm"], out["converged"], out["label"] = losses, norms, flags, labels
+    stored_loss = table.loss.to_numpy(dtype=float)
+    new_loss = out.loss.to_numpy()
+    loss_changed = ~((np.abs(new_loss - stored_loss) <= loss_atol)
+                     | (np.isnan(new_loss) & np.isnan(stored_loss)))
+    changed = ((out.label.to_numpy() != table.label.to_numpy())
+               | (out.converged.to_numpy() != table.converged.to_numpy(dtype=bool))
+               | loss_changed)
+    return out, int(changed.sum())
 
 
 def first_from(mask: pd.Series):
@@ -305,7 +416,7 @@ def _main(argv=None):
     specs = k50_specs(init=args.init)
     out = args.out or (K50_DIR if args.init == "glorot" else K50_GAUSSIAN_DIR)
     start = time.perf_counter()
-    results = sweep(specs, store=ResultStore(args.store) if args.store else None,
+    results = sweep(specs, store=ResultStore(args.store) if args.store is not None else None,
                     n_jobs=args.jobs, progress=True, desc=f"erf k=50 {args.init}")
     elapsed = time.perf_counter() - start
     command = "python -m copyaverage.experiments " + " ".join(argv if argv is not None else sys.argv[1:])
