@@ -163,3 +163,37 @@ def test_bad_input_raises_clear_errors():
         unpack(np.ones(7), 2, 4)
     with pytest.raises(ValueError, match="samples"):
         monte_carlo_loss(a, W, T, "erf", samples=1)
+
+
+# ------------------------------------------------------------ issue 15, item 7 --
+def test_monte_carlo_loss_rejects_a_batch_that_never_ends():
+    T = Teacher.orthonormal(2)
+    for batch in (0, -5, 2.5):
+        with pytest.raises(ValueError, match="batch"):
+            monte_carlo_loss(np.ones(1), np.ones((1, 3)), T, "erf", samples=10, batch=batch)
+    with pytest.raises(ValueError, match="samples"):
+        monte_carlo_loss(np.ones(1), np.ones((1, 3)), T, "erf", samples=10.5)
+
+
+@pytest.mark.parametrize("route", [population_loss, gradient, hessian])
+def test_complex_students_are_rejected(route):
+    T = Teacher.orthonormal(2)
+    a, W = np.ones(2), 0.5 * np.ones((2, 3))
+    with pytest.raises(ValueError, match="complex"):
+        route(a + 1e-3j, W, T, "erf")
+    with pytest.raises(ValueError, match="complex"):
+        route(a, W.astype(complex), T, "erf")
+
+
+@pytest.mark.parametrize("route", [population_loss, gradient, hessian])
+@pytest.mark.parametrize("big", [1e51, 1e100, 1e155, 1e200])
+def test_weights_beyond_the_limit_are_rejected(route, big):
+    """They used to give NaN (or a wrong finite number) without a word."""
+    T = Teacher.orthonormal(2)
+    a, W = np.ones(2), 0.5 * np.ones((2, 3))
+    W_big = W.copy()
+    W_big[0, 1] = big
+    with pytest.raises(ValueError, match=r"MAX_WEIGHT = 1e\+50"):
+        route(a, W_big, T, "erf")
+    with pytest.raises(ValueError, match=r"MAX_WEIGHT = 1e\+50"):
+        route(np.array([big, 1.0]), W, T, "relu")

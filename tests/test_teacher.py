@@ -41,3 +41,26 @@ def test_teacher_bad_arrays():
         Teacher(np.ones(0), np.ones((0, 3)))
     with pytest.raises(ValueError, match="real numbers"):
         Teacher(["a", "b"], np.eye(2))
+
+
+# ------------------------------------------------------------ issue 15, item 7 --
+def test_teacher_copies_its_inputs():
+    """The caller's arrays stay writable and the teacher does not change with them."""
+    a, V = np.ones(2), np.eye(2, 3)
+    T = Teacher(a, V)
+    assert a.flags.writeable and V.flags.writeable
+    a[0], V[0, 0] = 5.0, 7.0
+    np.testing.assert_array_equal(T.a, [1.0, 1.0])
+    np.testing.assert_array_equal(T.V, np.eye(2, 3))
+    assert not T.a.flags.writeable and not T.V.flags.writeable
+
+
+def test_teacher_rejects_complex_and_too_large_weights():
+    with pytest.raises(ValueError, match="complex"):
+        Teacher(np.array([1.0 + 1e-3j, 1.0]), np.eye(2, 3))
+    with pytest.raises(ValueError, match="complex"):
+        Teacher(np.ones(2), np.eye(2, 3) + 0j)
+    with pytest.raises(ValueError, match=r"MAX_WEIGHT = 1e\+50"):
+        Teacher(np.ones(2), 1e60 * np.eye(2, 3))
+    with pytest.raises(ValueError, match=r"MAX_WEIGHT = 1e\+50"):
+        Teacher(np.array([1e155, 1.0]), np.eye(2, 3))

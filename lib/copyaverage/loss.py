@@ -18,7 +18,7 @@ from autograd import hessian as _hessian
 
 from .activations import Activation, get_activation
 from .gaussian import pair_interaction
-from .teacher import Teacher
+from .teacher import Teacher, _check_weights, _real_array
 
 __all__ = [
     "population_loss",
@@ -34,13 +34,15 @@ __all__ = [
 def check_student(a, W, teacher: Teacher):
     """Validate a student (a, W) against a teacher; return float arrays.
 
-    Raises ``ValueError`` for a wrong type of teacher, wrong shapes, n < 1,
-    a width mismatch with the teacher's input dimension, or NaN/inf entries.
+    Raises ``ValueError`` for a wrong type of teacher, complex arrays, wrong
+    shapes, n < 1, a width mismatch with the teacher's input dimension, NaN/inf
+    entries, or entries larger than :data:`copyaverage.teacher.MAX_WEIGHT` (1e50)
+    in absolute value.
     """
     if not isinstance(teacher, Teacher):
         raise ValueError(f"teacher must be a copyaverage.Teacher, got {type(teacher).__name__}")
-    a = np.asarray(a, dtype=float)
-    W = np.asarray(W, dtype=float)
+    a = _real_array(a, "student a")
+    W = _real_array(W, "student W")
     if a.ndim != 1 or a.size < 1:
         raise ValueError(f"student a must have shape (n,) with n >= 1, got shape {a.shape}")
     if W.ndim != 2 or W.shape[0] != a.shape[0]:
@@ -51,8 +53,7 @@ def check_student(a, W, teacher: Teacher):
         raise ValueError(
             f"student W has input dimension {W.shape[1]} but the teacher has d = {teacher.d}"
         )
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(W))):
-        raise ValueError("student weights contain NaN or infinite values")
+    _check_weights([a, W], "student weights")
     return a, W
 
 
@@ -141,14 +142,17 @@ def monte_carlo_loss(a, W, teacher: Teacher, activation: str | Activation,
                      samples: int = 1_000_000, seed: int = 0, batch: int = 200_000):
     """Monte Carlo estimate of the loss from fresh Gaussian inputs.
 
+    ``samples`` (>= 2) inputs are drawn with ``seed`` (>= 0), ``batch`` (>= 1) at a time.
+
     Returns
     -------
     (mean, standard_error) : tuple of float
     """
     act = get_activation(activation)
     a, W = check_student(a, W, teacher)
-    if samples < 2:
-        raise ValueError(f"samples must be >= 2, got {samples}")
+    for name, value, lo in [("samples", samples, 2), ("batch", batch, 1), ("seed", seed, 0)]:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
     rng = np.random.default_rng(seed)
     total = total_sq = 0.0
     done = 0

@@ -4,20 +4,48 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Teacher"]
+__all__ = ["Teacher", "MAX_WEIGHT"]
+
+#: Largest absolute value accepted for a weight (teacher or student). The pair
+#: interactions multiply the squared norms of two neurons (|w|^2 |v|^2), which
+#: overflows the float range (1.8e308) for norms near 1e77; the limit keeps a wide
+#: margin, and no gradient-flow end point comes anywhere near it.
+MAX_WEIGHT = 1e50
+
+
+def _real_array(x, name, copy=False):
+    """x as a float array; ValueError for complex input or entries that are not numbers."""
+    try:
+        raw = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
+    if np.iscomplexobj(raw):
+        raise ValueError(f"{name} must be real, got a complex array (dtype {raw.dtype}); "
+                         "pass its real part (np.real) if that is what you mean")
+    try:
+        return np.array(raw, dtype=float) if copy else np.asarray(raw, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
+
+
+def _check_weights(arrays, name):
+    """ValueError for NaN/inf entries or entries beyond MAX_WEIGHT in any of the arrays."""
+    if not all(np.all(np.isfinite(x)) for x in arrays):
+        raise ValueError(f"{name} contain NaN or infinite values")
+    largest = max(float(np.max(np.abs(x))) if x.size else 0.0 for x in arrays)
+    if largest > MAX_WEIGHT:
+        raise ValueError(f"{name} must be at most MAX_WEIGHT = {MAX_WEIGHT:.0e} in absolute "
+                         f"value (beyond it the pair interactions lose their accuracy and "
+                         f"then overflow); the largest is {largest:.3g}")
 
 
 def _finite_array(x, name, ndim):
-    try:
-        arr = np.asarray(x, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
+    arr = _real_array(x, name, copy=True)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    _check_weights([arr], name)
     return arr
 
 
@@ -31,10 +59,14 @@ class Teacher:
     V : array_like, shape (k, d)
         Incoming vectors v_j as rows.
 
+    The arrays are copied (and the copies made read-only): the caller's arrays
+    stay writable, and changing them does not change the teacher.
+
     Raises
     ------
     ValueError
-        For wrong dimensions, mismatched k, empty or non-finite arrays.
+        For wrong dimensions, mismatched k, empty, complex or non-finite arrays,
+        or entries larger than :data:`MAX_WEIGHT` in absolute value.
     """
 
     def __init__(self, a, V):
