@@ -30,8 +30,8 @@ from .derivatives import closed_form_gradient
 from .loss import population_loss
 from .teacher import Teacher
 from .store import ResultStore, atomic_write, code_hash
-from .flow import default_tolerance, gradient_flow
-from .sweep import RunSpec, grid, run, sweep
+from .flow import default_tolerance
+from .sweep import RunSpec, StartSpec, grid, run, sweep
 
 __all__ = [
     "K50_DIR",
@@ -48,6 +48,7 @@ __all__ = [
     "transition_edges",
     "nearest_ca",
     "perturbed_copy_point",
+    "perturbed_copy_spec",
 ]
 
 #: Where the committed k = 50 end points live (in a checkout of the repository).
@@ -126,21 +127,31 @@ def nearest_ca(a, W, teacher: Teacher, activation: str):
                 ca_loss=population_loss(a_ca, W_ca, teacher, activation), loss=loss)
 
 
-def perturbed_copy_point(n: int, teacher: Teacher, activation: str = "erf",
-                         noise: float = 1e-3, seed: int = 0):
-    """The critical point that gradient flow reaches from n near-copies.
+def perturbed_copy_spec(n: int, teacher: Teacher, activation: str = "erf",
+                        noise: float = 1e-3, seed: int = 0) -> StartSpec:
+    """The gradient-flow run from n near-copies, as a :class:`~copyaverage.sweep.StartSpec`.
 
     Starts at a_i = a*_i, w_i = v_i + noise * N(0, I) for i < n (each student neuron
-    a copy of its own teacher neuron) and follows the flow to convergence; the end
-    point is the "perturbed copy" solution, whatever seed gradient flow from a random
-    start would need to find it. Returns the :class:`~copyaverage.flow.FlowResult`.
+    a copy of its own teacher neuron); the end point is the "perturbed copy"
+    solution, whatever seed gradient flow from a random start would need to find it.
     """
     if not 1 <= n < teacher.k:
         raise ValueError(f"n must satisfy 1 <= n < k = {teacher.k}, got {n}")
     rng = np.random.default_rng(seed)
     W0 = teacher.V[:n] + noise * rng.standard_normal((n, teacher.d))
-    return gradient_flow(teacher.a[:n].copy(), W0, teacher, activation,
-                         record_parameters=False)
+    return StartSpec(activation, teacher.a[:n].copy(), W0, teacher,
+                     label=f"near copies, noise {noise:g}, seed {seed}")
+
+
+def perturbed_copy_point(n: int, teacher: Teacher, activation: str = "erf",
+                         noise: float = 1e-3, seed: int = 0, store=None):
+    """The critical point that gradient flow reaches from n near-copies
+    (:func:`perturbed_copy_spec`), through the result store.
+
+    Returns the :class:`~copyaverage.results.FlowResult`.
+    """
+    spec = perturbed_copy_spec(n, teacher, activation, noise, seed)
+    return sweep([spec], store=store, n_jobs=1, progress=False)[0]
 
 
 # ------------------------------------------------------------- k = 50 -----
