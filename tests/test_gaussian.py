@@ -119,3 +119,20 @@ def test_unknown_activation_lists_known_names():
         erf_activation(-1.0)
     with pytest.raises(ValueError, match="positive finite"):
         erf_activation(float("nan"))
+
+
+# ------------------------------------------------------------ issue 15, item 7 --
+@pytest.mark.parametrize("name", ["erf", "erf_plain"])
+@pytest.mark.parametrize("norm", [1.0, 1e4, 1e8, 1e9, 1e12, 1e16, 1e20, 1e50])
+def test_erf_self_interaction_exact_at_large_norms(name, norm):
+    """g(w, w) = (2/pi) arcsin(s2 r^2 / (1 + s2 r^2)) = 1 - (4/pi) arcsin(1 / sqrt(2 (1 + s2 r^2))),
+    the second form free of cancellation. arcsin of an argument near 1 lost half the digits
+    (error ~1e-8 at |w| = 1e8) and gave NaN once round-off put it above 1."""
+    act = get_activation(name)
+    s2 = 2 * act.scale**2
+    w = np.random.default_rng(1).normal(size=(1, 5))
+    w *= norm / np.linalg.norm(w)
+    r2 = float(np.sum(w**2))
+    exact = 1.0 - (4 / math.pi) * math.asin(1 / math.sqrt(2 * (1 + s2 * r2)))
+    assert pair_interaction(w, w, act)[0, 0] == pytest.approx(exact, rel=1e-15, abs=0)
+    assert pair_interaction(w, -w, act)[0, 0] == pytest.approx(-exact, rel=1e-15, abs=0)

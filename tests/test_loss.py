@@ -197,3 +197,26 @@ def test_weights_beyond_the_limit_are_rejected(route, big):
         route(a, W_big, T, "erf")
     with pytest.raises(ValueError, match=r"MAX_WEIGHT = 1e\+50"):
         route(np.array([big, 1.0]), W, T, "relu")
+
+
+@pytest.mark.parametrize("norm", [1e4, 1e8, 1e9, 1e12, 1e16, 1e20, 1e30, 1e50])
+def test_erf_gradient_exact_at_large_norms(norm):
+    """Autograd used to return NaN from |w| ~ 1e8 on (arcsin' at the argument 1).
+
+    The W part agrees with the closed form (copyaverage.derivatives). The a part is
+    checked against central differences of the loss with step 1, exact for a loss
+    quadratic in a (the pair interactions themselves are checked against an exact
+    formula in test_gaussian.py); the closed form's a part loses up to 2e-8 at these
+    norms, because it computes the interactions through arcsin."""
+    from copyaverage.derivatives import closed_form_gradient
+    T = _teacher(k=4)
+    a, W = _student(3, T.d, 6)
+    W[0] *= norm / np.linalg.norm(W[0])
+    n = a.size
+    g = gradient(a, W, T, "erf")
+    assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(g[n:], closed_form_gradient(a, W, T, "erf")[n:], rtol=1e-10,
+                               atol=1e-15)
+    loss = lambda a_: population_loss(a_, W, T, "erf")  # noqa: E731
+    np.testing.assert_allclose(g[:n], [(loss(a + e) - loss(a - e)) / 2 for e in np.eye(n)],
+                               rtol=0, atol=1e-14)

@@ -11,6 +11,19 @@ Closed forms
     erf(s x):  (2/pi) arcsin(2 s^2 w.v / sqrt((1 + 2 s^2 |w|^2)(1 + 2 s^2 |v|^2)))
     ReLU:      |w||v| (sin t + (pi - t) cos t) / (2 pi),  t = angle(w, v)
 
+erf at large norms
+    With s2 = 2 s^2, p = 1 + s2 |w|^2, q = 1 + s2 |v|^2, c = w.v and
+    D = p q - s2^2 c^2 = p + q - 1 + s2^2 |w|^2 |v_perp|^2 >= 1 (v_perp the part of v
+    orthogonal to w, used for nearly parallel pairs, where |w|^2 |v|^2 - c^2 would
+    cancel), the interaction is computed as (2/pi) arctan2(s2 c, sqrt(D)):
+    the arcsin of an argument near 1 (|w| large and v along w, e.g. a neuron with
+    itself) loses half of the digits (1e-8 at |w| = 1e8) and turns NaN when
+    round-off pushes it above 1. Its gradient and
+    Hessian-vector products are written by hand, as in
+    :mod:`copyaverage.derivatives` (d1 g = A (v - r w), A = (2/pi) s2 / sqrt(D),
+    r = s2 c / p): autograd's derivative of arcsin is 1/sqrt(1 - x^2), infinite
+    for the same pairs from |w| ~ 1e8 on.
+
 Other activations
     Two-dimensional trapezoid quadrature in the plane of (w, v), with a step
     chosen from the largest norm so that the error stays near round-off. Its
@@ -70,11 +83,99 @@ def pair_interaction(W1, W2, activation: str | Activation):
 
 # ---------------------------------------------------------------- erf ------
 def _erf_pair(W1, W2, scale):
-    s2 = 2.0 * scale**2
-    c = anp.dot(W1, W2.T)
-    p = 1.0 + s2 * anp.sum(W1**2, axis=1)
-    q = 1.0 + s2 * anp.sum(W2**2, axis=1)
-    return (2.0 / math.pi) * anp.arcsin(s2 * c / anp.sqrt(p[:, None] * q[None, :]))
+    return _erf_pair_s2(W1, W2, 2.0 * scale**2)
+
+
+def _erf_geometry(W1, W2, s2):
+    """c = w.v, P = p (column), Q = q (row) and D = p q - s2^2 c^2 for all pairs.
+
+    D = p + q - 1 + s2^2 (|w|^2 |v|^2 - c^2). The last bracket, computed directly,
+    loses its digits where w and v are nearly parallel (e.g. a neuron with itself:
+    at |w| = 1e8 nothing of D would be left). Where that rounding error could exceed
+    a few units in the last place of D, it is computed instead as
+    |w|^2 |v_perp|^2, with v_perp = v - (c / |w|^2) w the part of v orthogonal to w.
+    """
+    c = W1 @ W2.T
+    nw2 = np.einsum("id,id->i", W1, W1)
+    nv2 = np.einsum("id,id->i", W2, W2)
+    NN = nw2[:, None] * nv2[None, :]
+    gram = np.maximum(NN - c * c, 0.0)
+    P = (1.0 + s2 * nw2)[:, None]
+    Q = (1.0 + s2 * nv2)[None, :]
+    D = P + Q - 1.0 + s2 * s2 * gram
+    I, J = np.nonzero(s2 * s2 * NN > 4.0 * D)  # rounding error of gram above ~8 ulp of D
+    if I.size:
+        t = c[I, J] / nw2[I]  # nw2 > 0 here
+        perp = W2[J] - t[:, None] * W1[I]
+        D[I, J] = P[I, 0] + Q[0, J] - 1.0 + s2 * s2 * nw2[I] * np.einsum("pd,pd->p", perp, perp)
+    return c, P, Q, D
+
+
+@primitive
+def _erf_pair_s2(W1, W2, s2):
+    c, _, _, D = _erf_geometry(W1, W2, s2)
+    return (2.0 / math.pi) * np.arctan2(s2 * c, np.sqrt(D))
+
+
+@primitive
+def _erf_grad_first(G, W1, W2, s2):
+    """sum_j G_ij d g(w_i, v_j) / d w_i, shape (n1, d); d1 g = A (v - r w)."""
+    c, P, _, D = _erf_geometry(W1, W2, s2)
+    GA = G * (2.0 / math.pi) * s2 / np.sqrt(D)
+    return GA @ W2 - np.sum(GA * (s2 * c / P), axis=1)[:, None] * W1
+
+
+def _erf_second(W1, W2, s2):
+    """A, r and the coefficients of d11 g and d12 g (see copyaverage.derivatives)."""
+    c, P, Q, D = _erf_geometry(W1, W2, s2)
+    A = (2.0 / math.pi) * s2 / np.sqrt(D)
+    r = s2 * c / P
+    E = A / D
+    h11 = dict(I=-A * r, ww=E * r * s2 * (Q + 2.0 * D / P), wx=-E * s2 * Q, xx=E * s2 * s2 * c)
+    h12 = dict(I=A, ww=-E * s2 * Q, wx=E * s2 * s2 * c, xx=-E * s2 * P)
+    return A, r, h11, h12
+
+
+def _erf_hvp_G(R, G, W1, W2, s2):
+    """Cotangent of G in _erf_grad_first: R_i . d1 g(w_i, v_j)."""
+    A, r, _, _ = _erf_second(W1, W2, s2)
+    RW = np.sum(R * W1, axis=1)
+    return A * (R @ W2.T - r * RW[:, None])
+
+
+def _erf_hvp_W1(R, G, W1, W2, s2):
+    """sum_j G_ij d11 g(w_i, v_j) R_i, with d11 g = I h_I + w w' h_ww + (w v' + v w') h_wx
+    + v v' h_xx (symmetric)."""
+    _, _, h, _ = _erf_second(W1, W2, s2)
+    RW = np.sum(R * W1, axis=1)[:, None]
+    RX = R @ W2.T
+    out = np.sum(G * h["I"], axis=1)[:, None] * R
+    out += (np.sum(G * h["ww"], axis=1)[:, None] * RW + np.sum(G * h["wx"] * RX, axis=1)[:, None]) * W1
+    out += ((G * h["wx"]) @ W2) * RW + (G * h["xx"] * RX) @ W2
+    return out
+
+
+def _erf_hvp_W2(R, G, W1, W2, s2):
+    """sum_i G_ij d12 g(w_i, v_j) R_i (d12 g = d/dv d1 g, symmetric, same four terms)."""
+    _, _, _, h = _erf_second(W1, W2, s2)
+    RW = np.sum(R * W1, axis=1)[:, None]
+    RX = R @ W2.T
+    out = (G * h["I"]).T @ R + (G * (h["ww"] * RW + h["wx"] * RX)).T @ W1
+    out += np.sum(G * (h["wx"] * RW + h["xx"] * RX), axis=0)[:, None] * W2
+    return out
+
+
+defvjp(
+    _erf_pair_s2,
+    lambda ans, W1, W2, s2: lambda G: _erf_grad_first(G, W1, W2, s2),
+    lambda ans, W1, W2, s2: lambda G: _erf_grad_first(G.T, W2, W1, s2),
+)
+defvjp(
+    _erf_grad_first,
+    lambda ans, G, W1, W2, s2: lambda R: _erf_hvp_G(R, G, W1, W2, s2),
+    lambda ans, G, W1, W2, s2: lambda R: _erf_hvp_W1(R, G, W1, W2, s2),
+    lambda ans, G, W1, W2, s2: lambda R: _erf_hvp_W2(R, G, W1, W2, s2),
+)
 
 
 # --------------------------------------------------------------- ReLU ------
