@@ -8,7 +8,7 @@ import pytest
 from copyaverage import Teacher, population_loss
 from copyaverage.classify import (CA_OPTIMUM, DEFAULT_THRESHOLDS, OTHER, OTHER_CA, PERTURBED_COPY,
                                   ca_optimum_loss, classify)
-from copyaverage.configurations import ca_optimum_point, copy_average_point
+from copyaverage.configurations import ca_optimum_point, copy_average_loss, copy_average_point
 from copyaverage.derivatives import closed_form_gradient
 
 K = 5
@@ -103,4 +103,7 @@ def test_bad_input():
         classify(a, W, T, "erf", copy_cosine=1.5)
     with pytest.raises(ValueError, match="1 <= n < k"):
         ca_optimum_loss(K, T, "erf")
-    assert population_loss(a, W, T, "erf") > 0
+    # the refused calls left the student as it was: still the CA optimum, whose loss is the
+    # sum of its groups' one-neuron losses (a route that does not use the weights)
+    assert population_loss(a, W, T, "erf") == pytest.approx(copy_average_loss((1, 1, 3), "erf"),
+                                                             rel=1e-13, abs=0)
