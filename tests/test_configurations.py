@@ -197,3 +197,37 @@ def test_ca_optimum_point_is_n_minus_one_copies_and_one_average():
             ca_optimum_groups(5, bad)
     with pytest.raises(ValueError, match="Teacher"):
         ca_optimum_point(2, np.eye(3), "erf")
+
+
+# ------------------------------------------------------------ issue 15, item 7 --
+def test_enumerations_refuse_more_than_the_limit_quickly():
+    """set_partitions(13) (27.6 million) and integer_partitions(90) (56.6 million) used to
+    fill the memory; now they stop at MAX_PARTITIONS with an error naming it. The book's
+    largest uses (all set partitions of 8 neurons, integer partitions of 24) stay well below."""
+    import time
+
+    from copyaverage.configurations import MAX_PARTITIONS
+    assert MAX_PARTITIONS == 100_000 and bell_number(9) < MAX_PARTITIONS < bell_number(10)
+    start = time.perf_counter()
+    for call in (lambda: set_partitions(13), lambda: set_partitions(20, 10),
+                 lambda: set_partitions(1000, 500), lambda: integer_partitions(90),
+                 lambda: integer_partitions(500, 40), lambda: survey_copy_average(10, "erf")):
+        with pytest.raises(ValueError, match=r"MAX_PARTITIONS = 100,000"):
+            call()
+    assert time.perf_counter() - start < 10
+    assert len(set_partitions(9)) == bell_number(9)
+    assert len(set_partitions(200, 200)) == 1 and len(set_partitions(200, 1)) == 1
+    assert len(integer_partitions(45)) == _partition_count(45)
+    assert integer_partitions(200, 199) == [(2,) + (1,) * 198]
+    # the guards' fast counts against the independent recurrences
+    from copyaverage.configurations import _integer_partition_count, _set_partition_count
+    for k in (1, 2, 7, 30, 46, 60):
+        for n in [None, 1, 2, k // 2 + 1, k]:
+            if n is None or n <= k:
+                capped = min(_partition_count(k, n), MAX_PARTITIONS + 1)
+                assert _integer_partition_count(k, n) == capped, (k, n)
+    for k in (1, 2, 7, 9, 10, 15):
+        for n in [None, 1, 2, k // 2 + 1, k]:
+            if n is None or n <= k:
+                exact = bell_number(k) if n is None else stirling2(k, n)
+                assert _set_partition_count(k, n) == min(exact, MAX_PARTITIONS + 1), (k, n)

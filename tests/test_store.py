@@ -1,5 +1,6 @@
 """Result store: round trip, resume, code-hash invalidation, partial writes; sweep and CLI."""
 
+import argparse
 import shutil
 import warnings
 from pathlib import Path
@@ -286,3 +287,20 @@ def test_cli_refuses_an_unwritable_store_before_computing(tmp_path, capsys, monk
                  "--store", str(blocker / "store")])
     assert code == 2 and calls == []
     assert "not writable" in capsys.readouterr().err
+
+
+def test_cli_ranges_and_grids_have_a_size_limit(tmp_path, capsys):
+    """'--n 1-100000000' used to build a list of 10^8 integers (gigabytes) before anything."""
+    from copyaverage.__main__ import MAX_RANGE_VALUES, MAX_RUNS
+    assert (MAX_RANGE_VALUES, MAX_RUNS) == (10_000, 100_000)
+    assert len(parse_range("1-10000")) == 10_000
+    for text in ("1-100000000", "0-10000", "1-5000,6000-12000"):
+        with pytest.raises(argparse.ArgumentTypeError, match="10,000"):
+            parse_range(text)
+    with pytest.raises(SystemExit):
+        main(["sweep", "--k", "3", "--n", "1-100000000", "--store", str(tmp_path)])
+    assert "at most 10,000" in capsys.readouterr().err
+    code = main(["sweep", "--k", "2-1000", "--n", "1-200", "--seeds", "0-9",
+                 "--store", str(tmp_path)])
+    assert code == 2 and "MAX_RUNS = 100,000" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

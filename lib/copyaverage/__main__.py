@@ -12,8 +12,17 @@ import time
 from collections import Counter
 
 
+#: Most integers one range option (--k, --n, --seeds) may list.
+MAX_RANGE_VALUES = 10_000
+#: Most runs one sweep command may ask for (the paper's k = 50 experiment has 980).
+MAX_RUNS = 100_000
+
+
 def parse_range(text: str) -> list[int]:
-    """'1-3,7' -> [1, 2, 3, 7] (inclusive ranges, comma separated)."""
+    """'1-3,7' -> [1, 2, 3, 7] (inclusive ranges, comma separated).
+
+    At most :data:`MAX_RANGE_VALUES` integers in all (checked before they are listed).
+    """
     out: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -24,9 +33,15 @@ def parse_range(text: str) -> list[int]:
             lo_i, hi_i = int(lo), int(hi)
             if hi_i < lo_i:
                 raise argparse.ArgumentTypeError(f"empty range {part!r}")
-            out.extend(range(lo_i, hi_i + 1))
+            count = hi_i - lo_i + 1
         else:
-            out.append(int(part))
+            lo_i = hi_i = int(part)
+            count = 1
+        if len(out) + count > MAX_RANGE_VALUES:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} lists {len(out) + count:,} or more integers; at most "
+                f"{MAX_RANGE_VALUES:,} are allowed (MAX_RANGE_VALUES)")
+        out.extend(range(lo_i, hi_i + 1))
     if not out:
         raise argparse.ArgumentTypeError(f"no integers in {text!r}")
     return out
@@ -139,6 +154,11 @@ def main(argv=None) -> int:
         opts["max_time"] = args.max_time
     if args.record_parameters:
         opts["record_parameters"] = True
+    runs = len(args.activation) * len(args.k) * len(args.n) * len(args.seeds) * len(args.init)
+    if runs > MAX_RUNS:
+        print(f"error: the grid has {runs:,} combinations; at most MAX_RUNS = {MAX_RUNS:,} "
+              "runs per command", file=sys.stderr)
+        return 2
     try:
         specs = grid(args.activation, args.k, args.n, args.seeds, args.init, d=args.d,
                      std=args.std, skip_n_ge_k=not args.include_n_ge_k, **opts)

@@ -29,6 +29,7 @@ from .one_neuron import is_unit_orthonormal, one_neuron_solution, optimal_loss
 from .teacher import Teacher
 
 __all__ = [
+    "MAX_PARTITIONS",
     "bell_number",
     "ca_optimum_groups",
     "ca_optimum_point",
@@ -44,6 +45,13 @@ __all__ = [
     "stirling2",
     "survey_copy_average",
 ]
+
+
+#: Largest number of partitions that :func:`set_partitions`, :func:`integer_partitions`
+#: and :func:`survey_copy_average` enumerate (all set partitions of 9 elements, 21,147,
+#: fit; of 10, 115,975, do not; the integer partitions of up to 45). Beyond it the lists
+#: fill the memory: iterate with :func:`iter_set_partitions` instead.
+MAX_PARTITIONS = 100_000
 
 
 # --------------------------------------------------------------- checks ---
@@ -103,13 +111,75 @@ def iter_set_partitions(k: int, n: int | None = None) -> Iterator[tuple[tuple[in
     yield from rec(0)
 
 
+def _set_partition_count(k: int, n: int | None) -> int:
+    """min(number of partitions of k elements (into n blocks), MAX_PARTITIONS + 1), fast.
+
+    Bell numbers grow with k; S(k, n) >= S(k, k - 1) = k (k - 1) / 2 for 1 < n < k
+    (Stirling numbers are unimodal in n), so large k are decided without a recurrence.
+    """
+    cap = MAX_PARTITIONS + 1
+    if n is not None and n in (1, k):
+        return 1
+    if n is not None and k * (k - 1) // 2 > MAX_PARTITIONS:
+        return cap
+    if n is None:
+        row = [1]  # Bell triangle, capped
+        for _ in range(k - 1):
+            if row[-1] >= cap:
+                return cap
+            new = [row[-1]]
+            for x in row:
+                new.append(min(new[-1] + x, cap))
+            row = new
+        return min(row[-1], cap)
+    return min(stirling2(k, n), cap)
+
+
+def _partition_limit_error(what: str, count: int | None = None) -> ValueError:
+    how_many = (f"{count:,} partitions" if count is not None and count <= MAX_PARTITIONS
+                else "more partitions")
+    return ValueError(f"{what} would enumerate {how_many} than the limit MAX_PARTITIONS = "
+                      f"{MAX_PARTITIONS:,} (the list would fill the memory); use fewer teacher "
+                      "neurons, fix n, or iterate with iter_set_partitions")
+
+
 def set_partitions(k: int, n: int | None = None) -> list[tuple[tuple[int, ...], ...]]:
     """All partitions of {0, ..., k-1}, or those with exactly n blocks (a list).
 
     There are :func:`bell_number` (k) of them in all and :func:`stirling2` (k, n)
     with n blocks. See :func:`iter_set_partitions`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`iter_set_partitions`, and when there are more than
+        :data:`MAX_PARTITIONS` of them (checked before any is built).
     """
+    k, n = _check_k_n(k, n)
+    if _set_partition_count(k, n) > MAX_PARTITIONS:
+        raise _partition_limit_error(f"set_partitions({k}{'' if n is None else f', {n}'})")
     return list(iter_set_partitions(k, n))
+
+
+def _integer_partition_count(k: int, n: int | None) -> int:
+    """min(number of partitions of k (into exactly n parts), MAX_PARTITIONS + 1), fast.
+
+    Partitions of k into n parts correspond to partitions of m = k - n into parts of
+    size at most n; counted by the usual recurrence over the largest allowed part,
+    stopped as soon as the count passes the limit.
+    """
+    cap = MAX_PARTITIONS + 1
+    m, largest = (k, k) if n is None else (k - n, n)
+    largest = min(largest, m)
+    if largest >= 2 and m // 2 + 1 >= cap:  # already the partitions into parts 1 and 2
+        return cap
+    counts = [1] * (m + 1)  # parts of size 1 only
+    for j in range(2, largest + 1):
+        for x in range(j, m + 1):
+            counts[x] = min(counts[x] + counts[x - j], cap)
+        if counts[m] >= cap:
+            return cap
+    return counts[m]
 
 
 def integer_partitions(k: int, n: int | None = None) -> list[tuple[int, ...]]:
@@ -121,22 +191,31 @@ def integer_partitions(k: int, n: int | None = None) -> list[tuple[int, ...]]:
     Raises
     ------
     ValueError
-        For a non-integer k or n, k < 1, or n outside 1 <= n <= k.
+        For a non-integer k or n, k < 1, n outside 1 <= n <= k, or more than
+        :data:`MAX_PARTITIONS` partitions (counted before any is built).
     """
     k, n = _check_k_n(k, n)
+    count = _integer_partition_count(k, n)
+    if count > MAX_PARTITIONS:
+        raise _partition_limit_error(f"integer_partitions({k}{'' if n is None else f', {n}'})")
 
     def rec(rest, largest, parts_left):
-        # partitions of rest with parts <= largest (and exactly parts_left parts if not None)
-        if rest == 0:
-            if parts_left in (None, 0):
+        # partitions of rest with parts <= largest (and exactly parts_left parts if not None);
+        # only first parts that leave a feasible rest are tried
+        if parts_left is None:
+            if rest == 0:
                 yield ()
+            for first in range(min(rest, largest), 0, -1):
+                for tail in rec(rest - first, first, None):
+                    yield (first,) + tail
             return
         if parts_left == 0:
+            if rest == 0:
+                yield ()
             return
-        for first in range(min(rest, largest), 0, -1):
-            if parts_left is not None and first * parts_left < rest:
-                break
-            for tail in rec(rest - first, first, None if parts_left is None else parts_left - 1):
+        smallest_first = -(-rest // parts_left)  # the largest part is at least the mean
+        for first in range(min(largest, rest - (parts_left - 1)), smallest_first - 1, -1):
+            for tail in rec(rest - first, first, parts_left - 1):
                 yield (first,) + tail
 
     return list(rec(k, k, n))
@@ -404,8 +483,15 @@ def survey_copy_average(k: int, activation: str | Activation, n: int | None = No
         :func:`copyaverage.gradient`), ``n_negative``, ``n_zero``,
         ``n_positive`` (Hessian eigenvalues, see
         :func:`copyaverage.critical.hessian_signature`) and ``min_abs_eigenvalue``.
+
+    Raises
+    ------
+    ValueError
+        For more than :data:`MAX_PARTITIONS` partitions (checked before any is analysed).
     """
     k, n = _check_k_n(k, n)
+    if _set_partition_count(k, n) > MAX_PARTITIONS:
+        raise _partition_limit_error(f"survey_copy_average({k}{'' if n is None else f', n={n}'})")
     T = Teacher.orthonormal(k) if teacher is None else teacher
     if T.k != k:
         raise ValueError(f"the teacher has {T.k} neurons, not k = {k}")
