@@ -75,7 +75,8 @@ def test_sigterm_stops_the_workers(tmp_path):
         specs = grid("erf", 50, [45, 48, 49], range(4), "glorot")
         sweep(specs, store={str(tmp_path / "store")!r}, n_jobs=2, progress=False)
     """))
-    proc = subprocess.Popen([sys.executable, str(script)])
+    log = open(tmp_path / "stderr.txt", "w")  # loky's resource tracker complains when killed
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=log)
     try:
         parent = psutil.Process(proc.pid)
         deadline = time.time() + 60
@@ -93,3 +94,4 @@ def test_sigterm_stops_the_workers(tmp_path):
     finally:
         for p in psutil.Process().children(recursive=True):
             p.kill()
+        log.close()
