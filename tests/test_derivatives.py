@@ -102,3 +102,18 @@ def test_bad_input():
         ob.gradient(np.array([1.0, np.nan, 0.0, 0.0]))
     with pytest.raises(ValueError, match="zero student vector"):
         ob.hessian(np.array([1.0, 0.0, 0.0, 0.0]))
+
+
+def test_objective_refuses_complex_and_too_large_parameters():
+    """The engine's objective used to drop imaginary parts silently and had no weight limit."""
+    from copyaverage.derivatives import Objective
+    from copyaverage.teacher import MAX_WEIGHT
+
+    T = Teacher.orthonormal(3)
+    ob = Objective(T, "erf", 1)
+    theta = np.concatenate([[1.0], T.V[0]])
+    assert np.isfinite(ob.loss(theta))
+    with pytest.raises(ValueError, match="complex"):
+        ob.loss_and_gradient(theta + 0j)
+    with pytest.raises(ValueError, match="MAX_WEIGHT"):
+        ob.gradient(theta * 2 * MAX_WEIGHT)

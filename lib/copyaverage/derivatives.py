@@ -60,7 +60,7 @@ from .activations import Activation, get_activation
 from .gaussian import pair_interaction
 from .loss import check_student, gradient as _autograd_gradient, hessian as _autograd_hessian
 from .loss import pack, unpack
-from .teacher import Teacher
+from .teacher import MAX_WEIGHT, Teacher
 
 __all__ = [
     "Objective",
@@ -187,11 +187,17 @@ class Objective:
 
     # -- helpers ------------------------------------------------------------
     def split(self, theta):
-        """(a, W) views of theta; raises ValueError for a wrong shape or NaN."""
+        """(a, W) views of theta; raises ValueError for a wrong shape, complex entries,
+        NaN/inf, or entries beyond :data:`copyaverage.teacher.MAX_WEIGHT`."""
+        if np.iscomplexobj(theta):
+            raise ValueError("parameters must be real, got a complex array")
         theta = np.asarray(theta, dtype=float)
         a, W = unpack(theta, self.n, self.d)
         if not np.all(np.isfinite(theta)):
             raise ValueError("parameters contain NaN or infinite values")
+        if theta.size and np.max(np.abs(theta)) > MAX_WEIGHT:
+            raise ValueError(f"parameters must be at most MAX_WEIGHT = {MAX_WEIGHT:.0e} in "
+                             "absolute value (the pair interactions overflow beyond)")
         return a, W
 
     def _pairs(self, W, order, need_vectors=False):
