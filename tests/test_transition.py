@@ -153,6 +153,18 @@ def test_spectrum_multiplicities_and_counts():
     assert sp.multiplicities[0] == 3
 
 
+def test_tiny_eigenvalues_of_graded_blocks_in_double_match_long_double():
+    """At k = 1000 the CA optimum's trivial block spans ~21 orders of magnitude;
+    the Jacobi routine gets its smallest eigenvalue in double as in long double."""
+    from copyaverage.transition import _block_spectra, _ca_base
+
+    base = _ca_base(1000.0, np.array([4.0, 300.0, 900.0]), 1.0)
+    lo = _block_spectra(base, 1.0, extended=False)[0][1]
+    hi = _block_spectra(base, 1.0, extended=True)[0][1]
+    assert np.max(lo[:, -1] / lo[:, 0]) > 1e14  # graded indeed
+    assert np.allclose(lo, hi, rtol=1e-6, atol=0)
+
+
 # ------------------------------------------------------------ the table ---
 def test_transition_at_k50_agrees_with_the_gradient_flow_data():
     """The book's committed flow data at k = 50: perturbed copies lower from n = 38,

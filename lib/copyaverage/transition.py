@@ -67,11 +67,21 @@ x_s' H x_t is the second derivative of the loss along perturbations x_s, x_t
 chosen in one copy of the irreducible representation with a large stabiliser
 (e.g. u = e_1 - 1/p), so the perturbed network has only a few classes of
 equivalent neurons and its loss is again a short sum with multiplicities
-(:func:`_class_loss`); autograd differentiates it. The eigenvalues of the
-block (in the metric of the Gram matrix of the x_s) are eigenvalues of H with
-the multiplicity in the table. Cost: O(1) in k and n. The tests compare every
-eigenvalue and its multiplicity with :func:`numpy.linalg.eigvalsh` of the dense
+(:func:`_class_loss`), differentiated twice exactly by propagating 2-jets
+(:class:`_Jet`). The eigenvalues of the block (in the metric of the Gram
+matrix of the x_s) are eigenvalues of H with the multiplicity in the table.
+Cost: O(1) in k and n, vectorized over n. The tests compare every eigenvalue
+and its multiplicity with :func:`numpy.linalg.eigvalsh` of the dense
 closed-form Hessian.
+
+Numerics. The blocks are graded (at the CA optimum with k = 10^4 their
+eigenvalues span 21 orders of magnitude); a Jacobi eigenvalue routine with a
+relative stopping rule resolves the tiny ones. At small n and large k the
+perturbed copy becomes nearly linear (a ~ 10^4, |w| ~ 0.02) and the reduced
+problem ill-conditioned; the reduced loss is then evaluated in long double.
+The branch (:func:`perturbed_copy_branch`) is followed by natural
+continuation in n from n = k - 1 down to its first fold, located to
+round-off for k up to a few hundred; see :class:`BranchEnd` for larger k.
 
 Only the erf family is covered (``"erf"`` is erf(x / sqrt 2); an
 ``erf_activation(scale)`` works too): the pair interaction must be the arcsin
@@ -87,8 +97,6 @@ from functools import lru_cache
 import autograd.numpy as anp
 import numpy as np
 import pandas as pd
-from autograd import grad as _grad
-from autograd import jacobian as _jacobian
 from scipy.interpolate import CubicHermiteSpline
 from scipy.optimize import brentq
 
@@ -401,7 +409,7 @@ def _class_loss(lay: _Layout, a, own, X, s2):
     Student i of class c has outgoing weight ``a[c]`` and incoming vector with
     entry ``X[c][D]`` on every coordinate of class D, except its own coordinate
     (when c is attached to D), where the entry is ``own[c]``. Sizes and values
-    may be arrays (a batch), and autograd boxes.
+    may be arrays (a batch) and 2-jets.
     """
     S, nD = len(lay.sizes), len(lay.tsizes)
     t = lay.tsizes
@@ -499,7 +507,7 @@ def _multiplicity_of(lay: _Layout, c, D):
     return lay.tsizes[D] - 1.0 if lay.attach[c] == D else lay.tsizes[D]
 
 
-def _block_matrices(base: _Base, s_split, b_split, dirs, s2):
+def _block_matrices(base: _Base, s_split, b_split, dirs, s2, ld=np.longdouble):
     """Hessian and Gram matrices of the loss along the directions ``dirs``.
 
     Each direction is a dict {("a", c): coef, ("own", c): coef, ("X", c, D): coef}
@@ -508,7 +516,6 @@ def _block_matrices(base: _Base, s_split, b_split, dirs, s2):
     lay, a0, own0, X0 = _refine(base, s_split, b_split)
     r = len(dirs)
     shape = np.shape(base.p)
-    ld = np.longdouble
     zeros = np.zeros((r,) + shape, dtype=ld)
 
     def jet(value):
@@ -648,23 +655,29 @@ def _forward_ld(L, B):
     return X
 
 
-def _eigvalsh_ld(M, sweeps=12):
+def _eigvalsh_ld(M, sweeps=30):
     """Eigenvalues (ascending) of a batch of small symmetric matrices (B, r, r) by
-    cyclic Jacobi rotations, in the dtype of M (numpy.linalg has no long double)."""
+    cyclic Jacobi rotations, in the dtype of M (numpy.linalg has no long double).
+
+    A rotation is skipped once |M_pq| <= eps sqrt(|M_pp M_qq|): this relative
+    criterion gives eigenvalues to high relative accuracy for graded matrices
+    (Demmel and Veselic 1992), which the CA blocks are (eigenvalues from ~1e-10
+    to ~1e11 at k = 1000).
+    """
     M = M.copy()
     r = M.shape[-1]
-    scale = np.sqrt(np.sum(M * M, axis=(1, 2)))
+    eps = np.finfo(M.dtype).eps
     for _ in range(sweeps):
-        off = np.sqrt(np.sum(np.triu(M, 1) ** 2, axis=(1, 2)))
-        if np.all(off <= 1e-21 * scale):
-            break
+        rotated = False
         for p in range(r - 1):
             for q in range(p + 1, r):
                 apq = M[:, p, q]
-                nz = apq != 0
+                nz = np.abs(apq) > eps * np.sqrt(np.abs(M[:, p, p] * M[:, q, q]))
                 if not np.any(nz):
                     continue
-                theta = np.where(nz, (M[:, q, q] - M[:, p, p]) / (2 * np.where(nz, apq, 1)), 0)
+                rotated = True
+                safe = np.where(nz, apq, 1)
+                theta = np.where(nz, (M[:, q, q] - M[:, p, p]) / (2 * safe), 0)
                 t = np.where(nz, np.sign(theta + (theta == 0)) /
                              (np.abs(theta) + np.sqrt(theta * theta + 1)), 0)
                 c = 1 / np.sqrt(t * t + 1)
@@ -675,29 +688,40 @@ def _eigvalsh_ld(M, sweeps=12):
                 Mp, Mq = M[:, p, :].copy(), M[:, q, :].copy()
                 M[:, p, :] = c[:, None] * Mp - sn[:, None] * Mq
                 M[:, q, :] = sn[:, None] * Mp + c[:, None] * Mq
+        if not rotated:
+            break
     return np.sort(np.diagonal(M, axis1=1, axis2=2), axis=-1)
 
 
-def _block_spectra(base: _Base, s2):
+def _block_spectra(base: _Base, s2, extended=True):
     """Eigenvalues of every block: list of (name, eigenvalues (B, r), multiplicity (B,)).
 
-    Block entries, the Gram normalisation and the eigenvalues are computed in
-    long double: at large k the CA optimum has a genuine eigenvalue ~1e-16 of
-    the largest (the averaging neuron is nearly linear, (a, w) -> (a / t, t w)
-    is nearly a symmetry), below double-precision round-off.
+    The blocks are graded: at the CA optimum with k = 10^4 one trivial-block
+    eigenvalue is ~1e-21 of the largest (the averaging neuron is nearly
+    linear, (a, w) -> (a / t, t w) is nearly a symmetry, while moving all its
+    weights on the copied coordinates costs ~m^2 p^2). The Jacobi routine
+    :func:`_eigvalsh_ld` resolves it to ~1e-7 relative even in double
+    precision (LAPACK's eigvalsh only to ~1e-16 of the largest). With
+    ``extended`` everything is done in long double (the tests' second route).
     """
-    ld = np.longdouble
+    ld = np.longdouble if extended else np.float64
     base = _Base(**{f: (np.asarray(v, dtype=ld) if isinstance(v, np.ndarray) else v)
                     for f, v in vars(base).items()})
     out = []
     for name, s_split, b_split, dirs, mult in _components(base):
         if not dirs:
             continue
-        H, Gram = _block_matrices(base, s_split, b_split, dirs, s2)
-        Lc = _cholesky_ld(Gram)
-        Y = _forward_ld(Lc, H)
-        M = _forward_ld(Lc, np.swapaxes(Y, -1, -2))
-        ev = _eigvalsh_ld(0.5 * (M + np.swapaxes(M, -1, -2)))
+        H, Gram = _block_matrices(base, s_split, b_split, dirs, s2, ld)
+        if extended:
+            Lc = _cholesky_ld(Gram)
+            Y = _forward_ld(Lc, H)
+            M = _forward_ld(Lc, np.swapaxes(Y, -1, -2))
+            ev = _eigvalsh_ld(0.5 * (M + np.swapaxes(M, -1, -2)))
+        else:
+            Lc = np.linalg.cholesky(Gram)
+            Y = np.linalg.solve(Lc, H)
+            M = np.linalg.solve(Lc, np.swapaxes(Y, -1, -2))
+            ev = _eigvalsh_ld(0.5 * (M + np.swapaxes(M, -1, -2)))
         out.append((name, ev.astype(float), np.broadcast_to(np.asarray(mult, dtype=float),
                                                              np.shape(base.p))))
     return out
@@ -740,8 +764,9 @@ class Spectrum:
         """(negative, zero, positive) eigenvalue counts with multiplicity; zero means
         |lambda| <= rtol * max(1, max |lambda|) (as in
         :func:`copyaverage.critical.hessian_signature`, whose default rtol 1e-8 is
-        meant for dense eigenvalues; the blocks are accurate to ~1e-15 relative, and
-        the CA optimum has genuine eigenvalues ~1e-8 of the largest at small n)."""
+        meant for dense eigenvalues). The block eigenvalues are more accurate than
+        that: at large k the CA optimum has a genuine positive eigenvalue ~1e-21 of
+        the largest (k = 10^4), which this count calls zero; ``eigenvalues`` keeps it."""
         tol = rtol * max(1.0, float(np.max(np.abs(self.eigenvalues))))
         ev, mu = self.eigenvalues, self.multiplicities
         return (int(mu[ev < -tol].sum()), int(mu[np.abs(ev) <= tol].sum()),
@@ -781,42 +806,56 @@ def _pc_base(k, n, x) -> _Base:
     return _Base(p=n, m=k - n, a_s=x[0], own=x[1], other=x[2], on_b=x[3])
 
 
-def _group_blocks(base_all: _Base, s2):
+def _subset(base: _Base, idx) -> _Base:
+    return _Base(**{f: (v[idx] if isinstance(v, np.ndarray) else v) for f, v in vars(base).items()})
+
+
+def _group_blocks(base_all: _Base, s2, extended=True):
     """Block spectra for a batch of G-fixed networks, grouped by the cases that
     change the block layout (p < 4, m < 2). Yields (indices, blocks)."""
     p, m = base_all.p, base_all.m
     key = np.minimum(np.floor(p), 4) * 10 + np.minimum(np.floor(m), 2)
     for kv in np.unique(key):
         idx = np.flatnonzero(key == kv)
-        fields = {f: (v[idx] if isinstance(v, np.ndarray) else v)
-                  for f, v in vars(base_all).items()}
-        yield idx, _block_spectra(_Base(**fields), s2)
+        yield idx, _block_spectra(_subset(base_all, idx), s2, extended)
 
 
 def _single_spectrum(base: _Base, s2) -> Spectrum:
-    (_, blocks), = list(_group_blocks(base, s2))
+    (_, blocks), = list(_group_blocks(base, s2, extended=False))
     return _spectrum_from_blocks(blocks)
 
 
 def _spectrum_summary(base_all: _Base, s2, rtol=1e-10):
     """Per network: smallest eigenvalue, its component, and the numbers of negative
-    and zero eigenvalues counted with multiplicity (zero: |lambda| <= rtol max |lambda|)."""
+    and zero eigenvalues counted with multiplicity (zero: |lambda| <= rtol max |lambda|).
+
+    Double precision suffices: the Jacobi eigenvalue routine gets the tiny
+    eigenvalues of the graded blocks to high relative accuracy (the tests
+    compare with long double).
+    """
     q = np.size(base_all.p)
     smallest = np.full(q, np.inf)
     where = np.empty(q, dtype=object)
     neg = np.zeros(q, dtype=np.int64)
     zero = np.zeros(q, dtype=np.int64)
-    for idx, blocks in _group_blocks(base_all, s2):
-        scale = np.max([np.max(np.abs(ev), axis=1) for _, ev, _ in blocks], axis=0)
-        tol = rtol * np.maximum(1.0, scale)
-        for name, ev, mult in blocks:
-            mult = np.rint(np.asarray(mult, dtype=float)).astype(np.int64)
-            low = ev[:, 0]
-            better = low < smallest[idx]
-            smallest[idx] = np.where(better, low, smallest[idx])
-            where[idx[better]] = name
-            neg[idx] += mult * np.sum(ev < -tol[:, None], axis=1)
-            zero[idx] += mult * np.sum(np.abs(ev) <= tol[:, None], axis=1)
+
+    def run(rows, extended):
+        sub = _subset(base_all, rows)
+        smallest[rows], neg[rows], zero[rows] = np.inf, 0, 0
+        for idx, blocks in _group_blocks(sub, s2, extended):
+            at = rows[idx]
+            scale = np.max([np.max(np.abs(ev), axis=1) for _, ev, _ in blocks], axis=0)
+            tol = rtol * np.maximum(1.0, scale)
+            for name, ev, mult in blocks:
+                mult = np.rint(np.asarray(mult, dtype=float)).astype(np.int64)
+                low = ev[:, 0]
+                better = low < smallest[at]
+                smallest[at] = np.where(better, low, smallest[at])
+                where[at[better]] = name
+                neg[at] += mult * np.sum(ev < -tol[:, None], axis=1)
+                zero[at] += mult * np.sum(np.abs(ev) <= tol[:, None], axis=1)
+
+    run(np.arange(q), False)
     return smallest, where, neg, zero
 
 
@@ -856,19 +895,20 @@ class BranchEnd:
     n : float
         The real student width at the end.
     kind : str
-        ``"fold"`` or ``"ca_optimum"`` (below), or ``"unresolved"``: the
-        continuation stopped (steps below 1e-9 n) but the fold could not be
-        pinned down; ``n`` is then the last point reached, just above the
-        fold. This happens for k in the hundreds and more, where the branch
-        ends within ~1e-4 of n = 2 with a ~ 1e4 and |w| ~ 0.02: the students
-        are almost linear, the (a, w) -> (a / t, t w) near-symmetry makes the
-        reduced problem ill-conditioned (scaled condition number ~1e9), and
-        round-off moves the fold by ~1e-5.
         ``"fold"``: the branch turns back (a saddle-node; the reduced Hessian is
-        singular there) and no perturbed copy exists for n < ``n``;
-        ``"ca_optimum"``: the branch reaches n = 1, where beta has no
+        singular there) and no perturbed copy exists for n < ``n``
+        (k >= 22: the fold is at 2.174 for k = 22, 2.0344 for k = 50, 2.0081
+        for k = 100, ~80 / k^2 above 2 beyond);
+        ``"ca_optimum"``: the branch reaches n = 1 (k <= 21), where beta has no
         coordinate left and the point is the one-neuron average of all k
-        teacher neurons, the CA optimum at n = 1.
+        teacher neurons, the CA optimum at n = 1;
+        ``"unresolved"``: the continuation stopped (steps below 1e-9 n) but
+        the fold could not be pinned down; ``n`` is then the last point
+        reached. For k in the hundreds the branch ends within ~1e-4 of n = 2
+        with a ~ 1e4 and |w| ~ 0.02: the students are almost linear, the
+        (a, w) -> (a / t, t w) near-symmetry makes the reduced problem
+        ill-conditioned (scaled condition number ~1e9), and round-off moves
+        the fold by ~1e-5; at k = 10^4 the continuation stops near n = 7.
     params : ndarray, shape (4,)
         (a, alpha, beta, gamma) at the end (at n = 1: the average, beta = 0).
     """
@@ -925,17 +965,23 @@ def _system(y, k, s2):
     return g[:, 0], np.concatenate([H[0], dgdn], axis=1)
 
 
-def _solve_fixed(y, j, k, s2, max_iter=30):
+def _solve_fixed(y, j, k, s2, max_iter=30, jacobian=False):
     """Newton's method on the reduced gradient with y[j] held fixed (j = 4: n fixed).
 
     Columns are scaled by :func:`_scales` and rows equilibrated, so the steps are
-    measured relative to the size of each unknown. Stops at a scaled step below
-    1e-14, or when a step below 1e-6 no longer halves (round-off). Returns
-    (y, converged, iterations); converged means a last scaled step below 1e-8.
+    measured relative to the size of each unknown. Stops after a scaled step
+    below 1e-9 (quadratic convergence leaves an error ~1e-18), or when a step
+    below 1e-6 no longer halves (round-off). Returns (y, converged, iterations)
+    and, with ``jacobian``, the last Jacobian (4, 5); converged means a last
+    scaled step below 1e-8.
     """
     free = [i for i in range(5) if i != j]
     y = np.array(y, dtype=float)
-    last, its = np.inf, 0
+    last, its, J = np.inf, 0, None
+
+    def out(ok):
+        return (y, ok, its, J) if jacobian else (y, ok, its)
+
     for its in range(1, max_iter + 1):
         g, J = _system(y, k, s2)
         S = _scales(y, k)[free]
@@ -945,19 +991,19 @@ def _solve_fixed(y, j, k, s2, max_iter=30):
             try:
                 z = np.linalg.solve(A * R[:, None], g * R)
             except np.linalg.LinAlgError:
-                return y, False, its
+                return out(False)
         size = float(np.linalg.norm(z))
         if not math.isfinite(size):
-            return y, False, its
+            return out(False)
         if size < 1e-6 and size > 0.5 * last:
             break
         y[free] -= S * z
         last = size
-        if size < 1e-11:  # quadratic convergence: the error left is ~ size^2
+        if size < 1e-9:
             break
         if y[4] < 1.0 or y[4] > k:
-            return y, False, its
-    return y, last < 1e-8, its
+            return out(False)
+    return out(last < 1e-8)
 
 
 def _start(k, s2):
@@ -987,17 +1033,16 @@ def _ca_average(k, s2):
     return np.array([float(k), c, 0.0, c])
 
 
-def _smallest_eigenvalue(y, k, s2):
+def _smallest_eigenvalue(y, k, s2, J=None):
     """Smallest eigenvalue of the Jacobi-scaled reduced Hessian D H D at y (zero at a fold)."""
-    _, J = _system(y, k, s2)
-    H = J[:, :4]
+    H = (_system(y, k, s2)[1] if J is None else J)[:, :4]
     D = 1.0 / np.sqrt(np.abs(np.diag(H)))
     return float(np.linalg.eigvalsh(H * D[:, None] * D[None, :])[0])
 
 
-def _slope(y, k, s2):
+def _slope(y, k, s2, J=None):
     """d(a, alpha, beta, gamma)/dn along the branch at y = (x, n), shape (4,)."""
-    _, J = _system(y, k, s2)
+    J = _system(y, k, s2)[1] if J is None else J
     H, dgdn = J[:, :4], J[:, 4]
     D = 1.0 / np.sqrt(np.abs(np.diag(H)))
     return -D * np.linalg.solve(H * D[:, None] * D[None, :], D * dgdn)
@@ -1069,17 +1114,17 @@ def _branch(k: int, s2: float) -> Branch:
             h = y[4] - n_floor
         S = _scales(y, kf)
         yp = np.append(y[:4] - h * slopes[-1], y[4] - h)
-        y1, ok, _ = _solve_fixed(yp, 4, kf, s2)
+        y1, ok, _, J1 = _solve_fixed(yp, 4, kf, s2, jacobian=True)
         pred = np.linalg.norm((yp - y)[:4] / S[:4])
         ratio = np.linalg.norm((y1 - yp)[:4] / S[:4]) / max(pred, 1e-300)
         ok = ok and ratio <= 0.2 and pred <= 0.2
         if ok:  # a step across a fold (onto another branch) flips the sign of det H
-            ev1 = _smallest_eigenvalue(y1, kf, s2)
+            ev1 = _smallest_eigenvalue(y1, kf, s2, J1)
             ok = ev1 * ev > 0
         if ok:
             y, ev = y1, ev1
             pts.append(y)
-            slopes.append(_slope(y, kf, s2))
+            slopes.append(_slope(y, kf, s2, J1))
             if landing:
                 end = BranchEnd(1.0, "ca_optimum", _ca_average(kf, s2))
                 break
@@ -1274,7 +1319,9 @@ def transition(k: int, activation: str | Activation = "erf") -> pd.DataFrame:
         ``pc_min_component`` (the isotypic component it comes from),
         ``ca_negative``, ``pc_negative``, ``ca_zero``, ``pc_zero`` (numbers of
         negative and of zero eigenvalues with multiplicity, zero meaning
-        |lambda| <= 1e-10 max |lambda|; -1 where there is no perturbed copy), ``pc_a``, ``pc_alpha``, ``pc_beta``, ``pc_gamma``
+        |lambda| <= 1e-10 max |lambda|, the resolution of a dense eigensolver;
+        the min_eigenvalue columns keep the sign of such eigenvalues, resolved
+        by the block route; -1 where there is no perturbed copy), ``pc_a``, ``pc_alpha``, ``pc_beta``, ``pc_gamma``
         (the perturbed copy's parameters) and ``lower`` (``"perturbed copy"``
         or ``"CA optimum"``). ``DataFrame.attrs`` holds the boundaries as real
         numbers (the reduced loss, the CA loss and every block are analytic in
