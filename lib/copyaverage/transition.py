@@ -172,40 +172,40 @@ def _check_params(params):
 class _Jet:
     """A quantity and its first and second derivatives in r variables (a 2-jet).
 
-    ``v`` has the batch shape, ``g`` shape (r, *batch), ``h`` shape (r, r, *batch).
-    Sums, products and the few functions the erf pair interaction needs follow
-    the chain rule exactly; one evaluation of a loss on jets gives its value,
-    gradient and Hessian in the chosen directions, with no tape and no loop over
-    directions.
+    ``v`` has the batch shape, ``g`` shape (r, *batch), ``h`` shape (r, r, *batch)
+    or None for zero (affine quantities: most of them). Sums, products and the
+    few functions the erf pair interaction needs follow the chain rule exactly;
+    one evaluation of a loss on jets gives its value, gradient and Hessian in
+    the chosen directions, with no tape and no loop over directions.
     """
 
     __slots__ = ("v", "g", "h")
     __array_ufunc__ = None  # numpy arrays defer to our __rmul__, __radd__
 
-    def __init__(self, v, g, h):
+    def __init__(self, v, g, h=None):
         self.v, self.g, self.h = v, g, h
 
     @staticmethod
-    def variables(values, directions):
-        """Jets value + sum_s eps_s direction[s]: values (q, *B), directions (r, q, *B)."""
-        directions = np.asarray(directions, dtype=float)
-        r = directions.shape[0]
-        out = []
-        for i, v in enumerate(values):
-            gi = np.broadcast_to(directions[:, i], (r,) + np.shape(v)).astype(float)
-            out.append(_Jet(np.asarray(v, dtype=float), gi,
-                            np.zeros((r, r) + np.shape(v))))
-        return out
+    def _add_h(h1, h2):
+        if h1 is None:
+            return h2
+        return h1 if h2 is None else h1 + h2
+
+    def hessian(self):
+        """h as an array (zeros when None)."""
+        if self.h is None:
+            return np.zeros(self.g.shape[:1] + self.g.shape, dtype=self.g.dtype)
+        return self.h
 
     def __add__(self, o):
         if isinstance(o, _Jet):
-            return _Jet(self.v + o.v, self.g + o.g, self.h + o.h)
+            return _Jet(self.v + o.v, self.g + o.g, self._add_h(self.h, o.h))
         return _Jet(self.v + o, self.g, self.h)
 
     __radd__ = __add__
 
     def __neg__(self):
-        return _Jet(-self.v, -self.g, -self.h)
+        return _Jet(-self.v, -self.g, None if self.h is None else -self.h)
 
     def __sub__(self, o):
         return self + (-o)
@@ -215,17 +215,23 @@ class _Jet:
 
     def __mul__(self, o):
         if isinstance(o, _Jet):
-            cross = np.einsum("i...,j...->ij...", self.g, o.g)
-            return _Jet(self.v * o.v, self.v * o.g + o.v * self.g,
-                        self.v * o.h + o.v * self.h + cross + np.swapaxes(cross, 0, 1))
-        return _Jet(self.v * o, self.g * o, self.h * o)
+            cross = self.g[:, None] * o.g[None, :]
+            h = cross + np.swapaxes(cross, 0, 1)
+            if o.h is not None:
+                h = h + self.v * o.h
+            if self.h is not None:
+                h = h + o.v * self.h
+            return _Jet(self.v * o.v, self.v * o.g + o.v * self.g, h)
+        return _Jet(self.v * o, self.g * o, None if self.h is None else self.h * o)
 
     __rmul__ = __mul__
 
     def apply(self, f0, f1, f2):
         """f(self) from the values f0, f1 = f', f2 = f'' at self.v."""
-        gg = np.einsum("i...,j...->ij...", self.g, self.g)
-        return _Jet(f0, f1 * self.g, f2 * gg + f1 * self.h)
+        h = f2 * (self.g[:, None] * self.g[None, :])
+        if self.h is not None:
+            h = h + f1 * self.h
+        return _Jet(f0, f1 * self.g, h)
 
 
 def _inv_sqrt(z):
@@ -336,12 +342,12 @@ def _reduced_jet(x, k, n, s2):
     n = np.broadcast_to(np.asarray(n, dtype=ld), (B,))
     k = np.broadcast_to(np.asarray(k, dtype=ld), (B,))
     eye = np.eye(5, dtype=ld)
-    jets = [_Jet(v, eye[:, i, None] * np.ones(B, dtype=ld), np.zeros((5, 5, B), dtype=ld))
-            for i, v in enumerate(list(x) + [n])]
+    jets = [_Jet(v, eye[:, i, None] * np.ones(B, dtype=ld)) for i, v in enumerate(list(x) + [n])]
     L = _reduced(jets[:4], k, jets[4], ld(s2))
     f = np.float64
-    return (L.v.astype(f), L.g[:4].astype(f), np.moveaxis(L.h[:4, :4], -1, 0).astype(f),
-            L.h[:4, 4].astype(f))
+    h = L.hessian()
+    return (L.v.astype(f), L.g[:4].astype(f), np.moveaxis(h[:4, :4], -1, 0).astype(f),
+            h[:4, 4].astype(f))
 
 
 def _newton(x, k, n, s2, max_iter=40, count=False):
@@ -519,8 +525,7 @@ def _block_matrices(base: _Base, s_split, b_split, dirs, s2, ld=np.longdouble):
     zeros = np.zeros((r,) + shape, dtype=ld)
 
     def jet(value):
-        return _Jet(np.asarray(value, dtype=ld) * np.ones(shape, dtype=ld), zeros.copy(),
-                    np.zeros((r, r) + shape, dtype=ld))
+        return _Jet(np.asarray(value, dtype=ld) * np.ones(shape, dtype=ld), zeros.copy())
 
     a, own, X = list(a0), list(own0), [list(row) for row in X0]
     for s, d in enumerate(dirs):
@@ -534,7 +539,7 @@ def _block_matrices(base: _Base, s_split, b_split, dirs, s2, ld=np.longdouble):
             if not isinstance(ref[i], _Jet):
                 ref[i] = jet(ref[i])
             ref[i].g[s] = ref[i].g[s] + coef
-    H = _class_loss(lay, a, own, X, ld(s2)).h
+    H = _class_loss(lay, a, own, X, ld(s2)).hessian()
     Gram = np.zeros((r, r) + shape, dtype=ld)
     for s, ds in enumerate(dirs):
         for t_, dt in enumerate(dirs):
@@ -820,6 +825,17 @@ def _group_blocks(base_all: _Base, s2, extended=True):
         yield idx, _block_spectra(_subset(base_all, idx), s2, extended)
 
 
+def _component_low(base: _Base, s2, name) -> float:
+    """Smallest eigenvalue of one isotypic component (by name) for a single network."""
+    for nm, s_split, b_split, dirs, _ in _components(base):
+        if nm == name and dirs:
+            H, Gram = _block_matrices(base, s_split, b_split, dirs, s2, np.float64)
+            Lc = np.linalg.cholesky(Gram)
+            M = np.linalg.solve(Lc, np.swapaxes(np.linalg.solve(Lc, H), -1, -2))
+            return float(_eigvalsh_ld(0.5 * (M + np.swapaxes(M, -1, -2)))[0, 0])
+    raise ValueError(f"no component {name!r} here")
+
+
 def _single_spectrum(base: _Base, s2) -> Spectrum:
     (_, blocks), = list(_group_blocks(base, s2, extended=False))
     return _spectrum_from_blocks(blocks)
@@ -983,7 +999,8 @@ def _solve_fixed(y, j, k, s2, max_iter=30, jacobian=False):
         return (y, ok, its, J) if jacobian else (y, ok, its)
 
     for its in range(1, max_iter + 1):
-        g, J = _system(y, k, s2)
+        with np.errstate(all="ignore"):  # a wild trial step may leave arcsin's domain
+            g, J = _system(y, k, s2)
         S = _scales(y, k)[free]
         A = J[:, free] * S
         R = 1.0 / np.max(np.abs(A), axis=1)
@@ -1283,15 +1300,21 @@ def _pc_loss(x, k, n, s2):
                       dtype=float)
 
 
-def _crossings(f, n_int, values):
-    """Real roots of f between consecutive integers where ``values`` (f at n_int) change sign."""
+def _crossings(f, n_int, values, labels=None):
+    """Real roots of f between consecutive integers where ``values`` (f at n_int)
+    change sign; with ``labels``, f(n, label) is called with the label of the
+    negative end (the component whose eigenvalue changes sign)."""
     roots = []
     ok = np.isfinite(values)
     for i in range(len(n_int) - 1):
         if not (ok[i] and ok[i + 1]) or values[i] == 0 or values[i] * values[i + 1] > 0:
             continue
+        g = f
+        if labels is not None:
+            label = labels[i] if values[i] < 0 else labels[i + 1]
+            g = lambda n, label=label: f(n, label)  # noqa: E731
         try:
-            roots.append(float(brentq(f, n_int[i], n_int[i + 1], xtol=1e-12, rtol=1e-13)))
+            roots.append(float(brentq(g, n_int[i], n_int[i + 1], xtol=1e-10, rtol=1e-12)))
         except (ValueError, RuntimeError):
             roots.append(float(0.5 * (n_int[i] + n_int[i + 1])))
     return roots
@@ -1401,11 +1424,11 @@ def transition(k: int, activation: str | Activation = "erf") -> pd.DataFrame:
     def loss_gap(n):
         return float(_pc_loss(pc_x(n), kf, n, s2) - _ca_loss(kf, n, s2))
 
-    def pc_low(n):
-        return float(_spectrum_summary(_pc_base(kf, n, pc_x(n)), s2)[0][0])
+    def pc_low(n, name):
+        return _component_low(_pc_base(kf, n, pc_x(n)), s2, name)
 
-    def ca_low(n):
-        return float(_spectrum_summary(_ca_base(kf, n, s2), s2)[0][0])
+    def ca_low(n, name):
+        return _component_low(_ca_base(kf, n, s2), s2, name)
 
     big = ns >= 4  # real-n blocks are those of the generic case p >= 4, m >= 2
     gap = pc_loss - ca_loss
@@ -1415,8 +1438,10 @@ def transition(k: int, activation: str | Activation = "erf") -> pd.DataFrame:
         unconverged=[int(v) for v in unconverged],
         loss_crossings=_crossings(loss_gap, ns[e & big], gap[e & big]),
         pc_stability_changes=_crossings(pc_low, ns[e & big & (ns <= k - 2)],
-                                        pc_min[e & big & (ns <= k - 2)]),
-        ca_stability_changes=_crossings(ca_low, ns[big & (ns <= k - 1)], ca_min[big & (ns <= k - 1)]),
+                                        pc_min[e & big & (ns <= k - 2)],
+                                        pc_where[e & big & (ns <= k - 2)]),
+        ca_stability_changes=_crossings(ca_low, ns[big & (ns <= k - 1)], ca_min[big & (ns <= k - 1)],
+                                        ca_where[big & (ns <= k - 1)]),
     )
     strict_pc = e & (pc_neg == 0)
     bad_pc = np.flatnonzero(~strict_pc)
