@@ -103,7 +103,9 @@ from scipy.optimize import brentq
 from .activations import Activation, get_activation
 
 __all__ = [
+    "Branch",
     "BranchEnd",
+    "Spectrum",
     "ca_optimum_spectrum",
     "perturbed_copy",
     "perturbed_copy_branch",
