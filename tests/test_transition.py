@@ -15,7 +15,7 @@ from copyaverage.classify import PERTURBED_COPY, classify
 from copyaverage.configurations import ca_optimum_point
 from copyaverage.derivatives import Objective
 from copyaverage.experiments import perturbed_copy_point
-from copyaverage.transition import (
+from copyaverage.exact_transition import (
     ca_optimum_spectrum,
     perturbed_copy,
     perturbed_copy_branch,
@@ -156,7 +156,7 @@ def test_spectrum_multiplicities_and_counts():
 def test_tiny_eigenvalues_of_graded_blocks_in_double_match_long_double():
     """At k = 1000 the CA optimum's trivial block spans ~21 orders of magnitude;
     the Jacobi routine gets its smallest eigenvalue in double as in long double."""
-    from copyaverage.transition import _block_spectra, _ca_base
+    from copyaverage.exact_transition import _block_spectra, _ca_base
 
     base = _ca_base(1000.0, np.array([4.0, 300.0, 900.0]), 1.0)
     lo = _block_spectra(base, 1.0, extended=False)[0][1]

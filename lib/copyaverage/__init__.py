@@ -12,6 +12,7 @@ Submodules with a function of the same name are not re-exported here, so that
 from .activations import ACTIVATIONS, Activation, erf_activation, get_activation
 from .configurations import copy_average_point, integer_partitions, set_partitions
 from .derivatives import closed_form_gradient, closed_form_hessian
+from .exact_transition import perturbed_copy, transition
 from .flow import gradient_flow, initialize
 from .results import FlowResult, Stop
 from .gaussian import monte_carlo_pair_interaction, pair_interaction
@@ -48,7 +49,9 @@ __all__ = [
     "one_neuron_solution",
     "pack",
     "pair_interaction",
+    "perturbed_copy",
     "population_loss",
     "set_partitions",
+    "transition",
     "unpack",
 ]
