@@ -96,7 +96,6 @@ from functools import lru_cache
 
 import autograd.numpy as anp
 import numpy as np
-import pandas as pd
 from scipy.interpolate import CubicHermiteSpline
 from scipy.optimize import brentq
 
@@ -1322,7 +1321,7 @@ def _crossings(f, n_int, values, labels=None):
     return roots
 
 
-def transition(k: int, activation: str | Activation = "erf") -> pd.DataFrame:
+def transition(k: int, activation: str | Activation = "erf") -> "pd.DataFrame":
     """CA optimum and perturbed copy for every student width n = 1 .. k - 1.
 
     Everything comes from closed forms and the block spectra: no dense Hessian,
@@ -1409,6 +1408,8 @@ def transition(k: int, activation: str | Activation = "erf") -> pd.DataFrame:
     e = exists
     pc_min[e], pc_where[e], pc_neg[e], pc_zero[e] = _spectrum_summary(
         _pc_base(kf, ns[e], X[:, e]), s2)
+
+    import pandas as pd  # here, so that importing copyaverage does not load pandas
 
     table = pd.DataFrame(dict(
         n=ns.astype(int), ca_loss=ca_loss, pc_loss=pc_loss,
