@@ -14,7 +14,7 @@ venv: $(VENV)/.stamp
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install --upgrade pip "setuptools>=77"
 	$(BIN)/python -m pip install -e ".[book,test]"
 	touch $@
 

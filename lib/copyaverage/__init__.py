@@ -22,7 +22,32 @@ from .store import ResultStore
 from .sweep import RunSpec, grid
 from .teacher import Teacher
 
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """The version in the installed package metadata (from ``pyproject.toml``, the one source).
+
+    Falls back to reading ``pyproject.toml`` of a checkout when the package is imported
+    without being installed (e.g. ``PYTHONPATH=lib``), and to ``"0+unknown"`` otherwise.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("copyaverage")
+    except PackageNotFoundError:
+        pass
+    import re
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        match = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.M)
+    except OSError:
+        match = None
+    return match.group(1) if match else "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "ACTIVATIONS",
