@@ -6,7 +6,10 @@ Kept out of the core modules: these functions only combine :mod:`copyaverage.swe
 The k = 50 phase-transition experiment is committed under ``results/erf_k50/``
 (end points, a summary table and how they were made). Recompute it all with::
 
-    python -m copyaverage.experiments k50 --out results/erf_k50 --jobs 2
+    copyaverage recompute erf_k50 --jobs 2
+
+(:data:`EXPERIMENTS` lists the committed experiments; ``copyaverage verify`` re-runs
+a sample of one.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import platform
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +33,15 @@ from .configurations import copy_average_point
 from .derivatives import closed_form_gradient
 from .loss import population_loss
 from .teacher import Teacher
-from .store import ResultStore, atomic_write, code_hash
+from .store import atomic_write, code_hash
 from .flow import default_tolerance
 from .sweep import RunSpec, StartSpec, grid, run, sweep
 
 __all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "committed_results_dir",
+    "recompute_experiment",
     "K50_DIR",
     "K50_GAUSSIAN_DIR",
     "erf_grid",
@@ -412,29 +420,97 @@ def transition_edges(table: pd.DataFrame, ca_loss: pd.Series) -> pd.Series:
     }, dtype=object)
 
 
+# ------------------------------------------------- committed experiments -----
+@dataclass(frozen=True)
+class Experiment:
+    """A committed experiment: its runs and the directory of ``results/`` that holds them.
+
+    Attributes
+    ----------
+    name : str
+        Its name on the command line (``copyaverage recompute NAME``), also the
+        directory under ``results/``.
+    description : str
+    init : {"glorot", "gaussian"}
+        Initialization of the k = 50 grid (:func:`k50_specs`).
+    """
+
+    name: str
+    description: str
+    init: str
+
+    def specs(self) -> list[RunSpec]:
+        return k50_specs(init=self.init)
+
+
+#: The experiments whose end points are committed under ``results/<name>/``.
+EXPERIMENTS = {
+    "erf_k50": Experiment("erf_k50", "erf, k = 50, n = 1..49, 20 Glorot seeds (the paper)",
+                          "glorot"),
+    "erf_k50_gaussian": Experiment("erf_k50_gaussian", "the same 980 runs from Gaussian std-0.1 "
+                                   "starts", "gaussian"),
+}
+
+
+def committed_results_dir(name: str) -> Path:
+    """The directory of committed experiment ``name`` (a key of :data:`EXPERIMENTS`)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    return Path(__file__).resolve().parents[2] / "results" / name
+
+
+def recompute_experiment(name: str, out: str | os.PathLike, *, n_jobs: int = 2, store=None,
+                         progress: bool = True, command: str | None = None) -> pd.DataFrame:
+    """Run every run of a committed experiment and write its files to ``out``.
+
+    Runs go through the result store (``store``: a :class:`ResultStore`, a path, or
+    None for the default), so an interrupted recomputation resumes. The files are
+    written by :func:`export_endpoints`; ``command`` is recorded in ``meta.json``.
+
+    Returns
+    -------
+    DataFrame
+        The summary table (:func:`summarize`).
+    """
+    experiment = EXPERIMENTS[name]
+    specs = experiment.specs()
+    start = time.perf_counter()
+    results = sweep(specs, store=store, n_jobs=n_jobs, progress=progress, desc=name)
+    elapsed = time.perf_counter() - start
+    command = command or f"copyaverage recompute {name}"
+    table = export_endpoints(specs, results, out, command, elapsed)
+    print(table.groupby("n").label.value_counts().unstack(fill_value=0).to_string())
+    print(f"{int(table.converged.sum())}/{len(table)} converged; {elapsed:.0f} s; wrote {out}")
+    return table
+
+
 def _main(argv=None):
+    """``python -m copyaverage.experiments k50 [--init ...]``: the older spelling of
+    ``copyaverage recompute erf_k50`` (or ``erf_k50_gaussian``), kept for old commands."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m copyaverage.experiments",
-                                description="Recompute the committed experiments.")
+                                description="Recompute the committed experiments (same as "
+                                            "'copyaverage recompute', which is preferred).")
     sub = p.add_subparsers(dest="command", required=True)
     k = sub.add_parser("k50", help="erf, k = 50, n = 1..49, 20 seeds, Glorot (the paper's Fig. 4 "
                        "setting) or, with --init gaussian, the std-0.1 initialization")
-    k.add_argument("--init", choices=("glorot", "gaussian"), default="glorot")
+    k.add_argument("--init", choices=("glorot", "gaussian"), default="glorot",
+                   help="initialization: glorot -> erf_k50, gaussian -> erf_k50_gaussian")
     k.add_argument("--out", default=None,
-                   help=f"output directory (default: {K50_DIR} for glorot, {K50_GAUSSIAN_DIR} for gaussian)")
-    k.add_argument("--jobs", type=int, default=2)
+                   help="output directory (default: results/erf_k50 or results/erf_k50_gaussian)")
+    k.add_argument("--jobs", default="2", help="parallel workers, >= 1, or -1 for all cores")
     k.add_argument("--store", default=None, help="result store directory (default: the library's)")
     args = p.parse_args(argv)
-    specs = k50_specs(init=args.init)
-    out = args.out or (K50_DIR if args.init == "glorot" else K50_GAUSSIAN_DIR)
-    start = time.perf_counter()
-    results = sweep(specs, store=ResultStore(args.store) if args.store is not None else None,
-                    n_jobs=args.jobs, progress=True, desc=f"erf k=50 {args.init}")
-    elapsed = time.perf_counter() - start
-    command = "python -m copyaverage.experiments " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = export_endpoints(specs, results, out, command, elapsed)
-    print(table.groupby("n").label.value_counts().unstack(fill_value=0).to_string())
-    print(f"{int(table.converged.sum())}/{len(table)} converged; {elapsed:.0f} s")
+    from .cli import main
+
+    name = "erf_k50" if args.init == "glorot" else "erf_k50_gaussian"
+    new = ["recompute", name, "--jobs", args.jobs]
+    if args.out is not None:
+        new += ["--out", args.out]
+    if args.store is not None:
+        new += ["--store", args.store]
+    return main(new)
 
 
 if __name__ == "__main__":
-    _main()
+    sys.exit(_main())
