@@ -219,3 +219,21 @@ def test_console_script_of_a_non_editable_install(installed):
     assert f"store directory: {tmp / 'store'}" in run.stdout
     from copyaverage import __version__
     assert f"copyaverage:     {__version__}" in run.stdout
+
+
+def test_an_installed_copy_finds_committed_results_only_in_a_checkout(installed):
+    """Outside a checkout, recompute and verify need a directory (status 2, no traceback);
+    run from inside the checkout, the installed package finds its results/."""
+    script, python, env, tmp = installed
+    env = {k: v for k, v in env.items() if k != "COPYAVERAGE_RESULTS"}
+    for argv in (["verify", "erf_k50"], ["recompute", "erf_k50"]):
+        run = subprocess.run([str(script), *argv], capture_output=True, text=True, env=env,
+                             cwd=tmp, timeout=120)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert "checkout of the repository" in run.stderr
+        assert ("--results DIR" if argv[0] == "verify" else "--out DIR") in run.stderr
+    where = subprocess.run([str(python), "-c", "from copyaverage.experiments import K50_DIR; "
+                            "print(K50_DIR)"], capture_output=True, text=True, env=env,
+                           cwd=ROOT / "book", timeout=120)
+    assert where.returncode == 0, where.stderr
+    assert where.stdout.strip() == str(ROOT / "results" / "erf_k50")

@@ -231,3 +231,35 @@ def test_committed_lib_hash_is_the_hash_of_the_library_that_made_them(path, tmp_
                 consts[key] = ast.literal_eval(line.split("=", 1)[1].strip())
     meta = json.loads((path / "meta.json").read_text())
     assert code_hash(consts["_ROOT_MODULES"], pkg, consts["FORMAT_VERSION"]) == meta["lib_hash"]
+
+
+# ------------------------------------------- where the committed results are --
+def test_committed_results_are_found_in_the_checkout(monkeypatch):
+    import copyaverage.experiments as ex
+    monkeypatch.delenv(ex.RESULTS_ENV, raising=False)
+    assert ex.find_checkout() == ROOT
+    assert ex.K50_DIR == ROOT / "results" / "erf_k50" == ex.committed_results_dir("erf_k50")
+    assert ex.K50_GAUSSIAN_DIR == ROOT / "results" / "erf_k50_gaussian"
+    with pytest.raises(ValueError, match="unknown experiment"):
+        ex.committed_results_dir("erf_k51")
+
+
+def test_an_installed_package_finds_the_checkout_it_runs_in_or_says_there_is_none(
+        monkeypatch, tmp_path):
+    """A non-editable install lives in site-packages: the checkout is then found from the
+    current directory, or named by $COPYAVERAGE_RESULTS, or the error says what to do."""
+    import copyaverage.experiments as ex
+    site = tmp_path / "venv" / "lib" / "site-packages" / "copyaverage"
+    site.mkdir(parents=True)
+    monkeypatch.setattr(ex, "_PACKAGE_DIR", site)
+    monkeypatch.delenv(ex.RESULTS_ENV, raising=False)
+    monkeypatch.chdir(ROOT / "book")  # inside the checkout
+    assert ex.K50_DIR == ROOT / "results" / "erf_k50"
+    monkeypatch.chdir(tmp_path)  # outside any checkout
+    with pytest.raises(FileNotFoundError, match="checkout of the repository"):
+        ex.committed_results_dir("erf_k50")
+    with pytest.raises(FileNotFoundError, match="COPYAVERAGE_RESULTS"):
+        ex.K50_DIR
+    assert ex.committed_results_dir("erf_k50", root=tmp_path / "r") == tmp_path / "r" / "erf_k50"
+    monkeypatch.setenv(ex.RESULTS_ENV, str(ROOT / "results"))
+    assert ex.K50_GAUSSIAN_DIR == ROOT / "results" / "erf_k50_gaussian"

@@ -467,7 +467,7 @@ def _results_dir(args, parser, option: str) -> Path:
     try:
         return committed_results_dir(args.experiment)
     except FileNotFoundError as exc:
-        parser.error(f"{exc} (or give --{option} DIR)")
+        parser.error(f"{exc} with --{option} DIR")
 
 
 def _recompute(args, parser, argv) -> int:

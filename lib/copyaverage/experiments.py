@@ -41,6 +41,8 @@ __all__ = [
     "EXPERIMENTS",
     "Experiment",
     "committed_results_dir",
+    "find_checkout",
+    "results_root",
     "recompute_experiment",
     "K50_DIR",
     "K50_GAUSSIAN_DIR",
@@ -59,10 +61,75 @@ __all__ = [
     "perturbed_copy_spec",
 ]
 
-#: Where the committed k = 50 end points live (in a checkout of the repository).
-K50_DIR = Path(__file__).resolve().parents[2] / "results" / "erf_k50"
-#: The same experiment with the Gaussian std-0.1 initialization (beyond the paper).
-K50_GAUSSIAN_DIR = Path(__file__).resolve().parents[2] / "results" / "erf_k50_gaussian"
+#: Environment variable naming a directory that holds the committed results (a
+#: checkout's ``results/``), for a package installed outside the checkout.
+RESULTS_ENV = "COPYAVERAGE_RESULTS"
+#: Where this package's files are; an editable install puts them in ``<checkout>/lib/copyaverage``.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REPOSITORY = "https://github.com/copyaverage/living-paper"
+
+
+def _is_checkout(d: Path) -> bool:
+    """A checkout of the repository: its root holds the book's ``_toc.yml`` and ``results/``."""
+    return (d / "_toc.yml").is_file() and (d / "results").is_dir()
+
+
+def find_checkout() -> Path | None:
+    """The root of the repository checkout that holds the committed results, or None.
+
+    Looked for first among the parents of this package (an editable install, or the
+    package imported from ``lib/``), then in the current directory and its parents
+    (a normal install used from inside a clone). A checkout is a directory with
+    ``_toc.yml`` and ``results/``.
+    """
+    for start in (_PACKAGE_DIR, Path.cwd().resolve()):
+        for d in (start, *start.parents):
+            if _is_checkout(d):
+                return d
+    return None
+
+
+def results_root(root: str | os.PathLike | None = None) -> Path:
+    """The directory that holds the committed experiments (``<checkout>/results``).
+
+    Parameters
+    ----------
+    root : path, optional
+        Use this directory. Else ``$COPYAVERAGE_RESULTS`` if set, else the
+        ``results/`` of :func:`find_checkout`.
+
+    Raises
+    ------
+    FileNotFoundError
+        Outside a checkout, with neither ``root`` nor ``$COPYAVERAGE_RESULTS``. (The
+        committed results are not part of the installed package: an installed copy
+        would find nothing, and writing there would write into the environment.)
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(RESULTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    checkout = find_checkout()
+    if checkout is None:
+        raise FileNotFoundError(
+            f"the committed results live in results/ of a checkout of the repository "
+            f"({_REPOSITORY}), and none was found: copyaverage is installed at "
+            f"{_PACKAGE_DIR}, and neither that nor the current directory {Path.cwd()} is "
+            f"inside a checkout (a directory with _toc.yml and results/). Run from inside a "
+            f"clone, set {RESULTS_ENV} to its results/ directory, or give the directory "
+            f"explicitly")
+    return checkout / "results"
+
+
+def __getattr__(name: str):
+    # K50_DIR and K50_GAUSSIAN_DIR are resolved when used (PEP 562), so that an installed
+    # package finds the checkout it is used from, or says clearly that there is none.
+    if name == "K50_DIR":
+        return committed_results_dir("erf_k50")
+    if name == "K50_GAUSSIAN_DIR":
+        return committed_results_dir("erf_k50_gaussian")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: A Hessian eigenvalue counts as negative below -NEGATIVE_EIGENVALUE * max |eigenvalue|.
 NEGATIVE_EIGENVALUE = 1e-9
@@ -452,11 +519,24 @@ EXPERIMENTS = {
 }
 
 
-def committed_results_dir(name: str) -> Path:
-    """The directory of committed experiment ``name`` (a key of :data:`EXPERIMENTS`)."""
+def committed_results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The directory of committed experiment ``name`` (a key of :data:`EXPERIMENTS`):
+    ``results_root(root) / name`` (see :func:`results_root`).
+
+    ``K50_DIR`` and ``K50_GAUSSIAN_DIR`` of this module are
+    ``committed_results_dir("erf_k50")`` and ``committed_results_dir("erf_k50_gaussian")``,
+    resolved when they are read.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    FileNotFoundError
+        Outside a checkout (see :func:`results_root`).
+    """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
-    return Path(__file__).resolve().parents[2] / "results" / name
+    return results_root(root) / name
 
 
 def recompute_experiment(name: str, out: str | os.PathLike, *, n_jobs: int = 2, store=None,
