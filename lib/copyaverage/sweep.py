@@ -8,9 +8,9 @@ others in parallel with joblib, with a tqdm progress bar. Results are saved by
 the calling process as they arrive, so an interrupted sweep loses only the
 runs in flight and resumes where it stopped.
 
-From the command line (``python -m copyaverage sweep --help``)::
+From the command line (``copyaverage sweep --help``)::
 
-    python -m copyaverage sweep --activation erf --k 50 --n 1-49 \\
+    copyaverage sweep --activation erf --k 50 --n 1-49 \\
         --seeds 0-19 --init glorot --jobs 2
 
 Threads: each worker process is limited to one BLAS/OpenMP thread
@@ -25,20 +25,30 @@ shared file system::
     client = Client("tcp://scheduler:8786")      # or dask_jobqueue.SLURMCluster(...)
     sweep(specs, n_jobs=-1, backend="dask")
 
-or ``python -m copyaverage sweep ... --backend dask --scheduler tcp://scheduler:8786``.
+or ``copyaverage sweep ... --backend dask --scheduler tcp://scheduler:8786``.
 Start the Dask workers with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 MKL_NUM_THREADS=1`` and one thread per worker process (``--nthreads 1``).
+
+Results are filed under the client's code hash, so a worker with other library
+code would store its results under the wrong version without anyone noticing.
+With the Dask backend every task therefore first compares the worker's
+:func:`~copyaverage.store.code_hash` with the client's and raises
+:class:`CodeMismatchError` (naming the worker) before computing anything if
+they differ.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import signal
+import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 
@@ -46,10 +56,17 @@ from .activations import ACTIVATIONS
 from .loss import check_student
 from .flow import SCHEMES, gradient_flow, initialize
 from .results import FlowResult
-from .store import ResultStore
+from .store import ResultStore, code_hash
 from .teacher import Teacher
 
-__all__ = ["RunSpec", "StartSpec", "grid", "run", "sweep"]
+__all__ = ["RunSpec", "StartSpec", "CodeMismatchError", "grid", "run", "sweep"]
+
+#: joblib backends whose workers may run other copies of the library (checked per task).
+REMOTE_BACKENDS = ("dask",)
+
+
+class CodeMismatchError(RuntimeError):
+    """A worker runs library code with another code hash than the process that stores results."""
 
 #: gradient_flow options a RunSpec may set.
 FLOW_OPTIONS = ("tol", "method", "rtol", "atol", "t_max", "max_time", "switch_gradient",
@@ -232,7 +249,26 @@ def run(spec: RunSpec | StartSpec) -> FlowResult:
     return gradient_flow(a0, W0, T, spec.activation, **opts)
 
 
-def _run_indexed(i, spec):
+@functools.lru_cache(maxsize=1)
+def _worker_code_hash() -> str:
+    """This process's :func:`~copyaverage.store.code_hash` (computed once per process)."""
+    return code_hash()
+
+
+def _check_worker_code(expected: str) -> None:
+    """Raise :class:`CodeMismatchError` unless this process runs the code hashed ``expected``."""
+    here = _worker_code_hash()
+    if here != expected:
+        raise CodeMismatchError(
+            f"worker {socket.gethostname()} (pid {os.getpid()}) runs copyaverage code "
+            f"{here[:16]} from {Path(__file__).resolve().parent}, but the client files results "
+            f"under code {expected[:16]}: install the same library version on every Dask "
+            f"worker (`copyaverage info` prints the code hash)")
+
+
+def _run_indexed(i, spec, expected_code: str | None = None):
+    if expected_code is not None:
+        _check_worker_code(expected_code)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # for processes started after this one
     return i, run(spec)
@@ -251,7 +287,9 @@ def sweep(specs, *, store: ResultStore | str | None = None, n_jobs: int = 2,
     n_jobs : int
         Parallel workers (joblib; -1 for all cores). 1 runs in this process.
     backend : str, optional
-        joblib backend, e.g. ``"loky"`` (default) or ``"dask"``.
+        joblib backend, e.g. ``"loky"`` (default) or ``"dask"``. With ``"dask"`` every
+        task first checks that its worker runs this library's code hash and raises
+        :class:`CodeMismatchError` otherwise (nothing of that worker is stored).
     progress : bool
         Show a tqdm progress bar (default True).
     recompute : bool
@@ -299,9 +337,11 @@ def sweep(specs, *, store: ResultStore | str | None = None, n_jobs: int = 2,
             # largest runs first: better load balance
             order = sorted(todo, key=lambda i: -specs[i].n * (specs[i].dim + 1))
             cfg = dict(backend=backend) if backend else dict(backend="loky", inner_max_num_threads=1)
+            # workers elsewhere (Dask) check that they run the code the store files under
+            expected = code_hash() if backend in REMOTE_BACKENDS else None
             with parallel_config(**cfg), _sigterm_as_interrupt():
                 par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-                for i, r in par(delayed(_run_indexed)(i, specs[i]) for i in order):
+                for i, r in par(delayed(_run_indexed)(i, specs[i], expected) for i in order):
                     store.save(specs[i].params(), r)
                     results[i] = r
                     bar.update(1)
