@@ -43,3 +43,34 @@ def test_licenses_and_citation_metadata():
     assert "2311.01644" in cff  # the paper, under references:
     assert cff_field("repository-code") == project["urls"]["Source"]
     assert cff_field("url") == project["urls"]["Homepage"]
+
+
+def _documented(section: str) -> set[str]:
+    """Names in the first column (`name`) of the tables under a heading of results/README.md."""
+    text = (ROOT / "results" / "README.md").read_text(encoding="utf-8")
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([^`]+)` \|", body, re.M))
+
+
+def test_results_readme_documents_every_column_and_key(tmp_path):
+    """The data dictionary names exactly the columns and keys the code writes."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from copyaverage.experiments import EXPERIMENTS, summarize
+    from copyaverage.sweep import grid, sweep
+
+    specs = grid("erf", 3, [1], [0])
+    written = list(summarize(specs, sweep(specs, store=tmp_path, n_jobs=1, progress=False)).columns)
+    assert _documented("`summary.csv`") == set(written)
+    assert _documented("`endpoints.npz`") == {"a_i", "W_i"}
+    for name in EXPERIMENTS:
+        d = ROOT / "results" / name
+        assert list(pd.read_csv(d / "summary.csv", nrows=1).columns) == written
+        meta = json.loads((d / "meta.json").read_text())
+        assert _documented("`meta.json`") == set(meta)
+        with np.load(d / "endpoints.npz") as z:
+            assert {re.sub(r"_\d+$", "_i", f) for f in z.files} == {"a_i", "W_i"}
+        assert f"`{name}/`" in (ROOT / "results" / "README.md").read_text(encoding="utf-8")

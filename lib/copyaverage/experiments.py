@@ -156,9 +156,9 @@ def _row(spec: RunSpec, result) -> dict:
         row.update(label=c.label, ca_optimum_loss=c.ca_optimum_loss,
                    group_sizes=None if c.group_sizes is None else "+".join(map(str, c.group_sizes)),
                    min_copy_cosine=float(np.min(c.copy_cosine)))
-    else:
-        row.update(label="not converged", ca_optimum_loss=float("nan"), group_sizes=None,
-                   min_copy_cosine=float("nan"))
+    else:  # the classes are defined for n < k only
+        row.update(label="not converged" if not result.converged else "not classified (n >= k)",
+                   ca_optimum_loss=float("nan"), group_sizes=None, min_copy_cosine=float("nan"))
     return row
 
 
