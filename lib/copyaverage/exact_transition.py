@@ -108,6 +108,7 @@ __all__ = [
     "ca_optimum_spectrum",
     "perturbed_copy",
     "perturbed_copy_branch",
+    "perturbed_copy_coordinates",
     "perturbed_copy_network",
     "perturbed_copy_params",
     "perturbed_copy_spectrum",
@@ -321,6 +322,65 @@ def perturbed_copy_network(params, k: int, n: int):
     W[np.arange(n), np.arange(n)] = al
     W[:, n:k] = ga
     return np.full(n, a), W
+
+
+def perturbed_copy_coordinates(a, W, k: int):
+    """Read (a, alpha, beta, gamma) off a network that is a perturbed copy up to symmetry.
+
+    The inverse of :func:`perturbed_copy_network` for end points of gradient
+    flow: neuron i is first made to add its output (``(a_i, w_i) -> -(a_i, w_i)``
+    when a_i < 0, a symmetry of odd activations), then matched to the teacher
+    neuron j(i) of its largest weight; the teacher coordinates are reordered so
+    that the copied ones come first in the students' order.
+
+    Parameters
+    ----------
+    a : array_like, shape (n,)
+    W : array_like, shape (n, k + 1)
+        Incoming weights in the coordinates of ``Teacher.orthonormal(k)``.
+    k : int
+
+    Returns
+    -------
+    params : ndarray, shape (4,)
+        The means of a_i, of the own weights w_i,j(i), of the weights on the other
+        copied teacher neurons and of the weights on the uncopied ones.
+    deviation : float
+        The largest distance of any entry of (a, W), so reordered, from the family
+        with these params (the last input coordinate, used by no teacher neuron,
+        counts with target 0): zero for an exact member.
+
+    Raises
+    ------
+    ValueError
+        For shapes that do not fit k, non-finite weights, or two neurons matched to
+        the same teacher neuron (then the network is not a perturbed copy).
+    """
+    a = np.asarray(a, dtype=float)
+    W = np.asarray(W, dtype=float)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"k must be an integer >= 2, got {k!r}")
+    if a.ndim != 1 or W.shape != (a.size, k + 1) or not 1 <= a.size < k:
+        raise ValueError(f"need a of shape (n,) and W of shape (n, k + 1) = (n, {k + 1}) with "
+                         f"1 <= n < k; got {a.shape} and {W.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(W))):
+        raise ValueError("the weights must be finite")
+    n = a.size
+    sign = np.where(a < 0, -1.0, 1.0)
+    a, W = a * sign, W * sign[:, None]
+    own = np.argmax(W[:, :k], axis=1)
+    if np.unique(own).size != n:
+        raise ValueError(f"two student neurons copy the same teacher neuron ({sorted(own)}): "
+                         f"not a perturbed copy")
+    rest = np.setdiff1d(np.arange(k), own)
+    V = W[:, np.concatenate([own, rest, [k]])]
+    off = ~np.eye(n, dtype=bool)
+    params = np.array([a.mean(), np.diag(V).mean(),
+                       V[:, :n][off].mean() if n > 1 else 0.0,
+                       V[:, n:k].mean() if k > n else 0.0])
+    a_fit, W_fit = perturbed_copy_network(params, k, n)
+    deviation = max(float(np.max(np.abs(a - a_fit))), float(np.max(np.abs(V - W_fit))))
+    return params, deviation
 
 
 # ------------------------------------------------- batched Newton (reduced) ---
