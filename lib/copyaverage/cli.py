@@ -506,11 +506,21 @@ def main(argv: list[str] | None = None) -> int:
     -------
     int
         0 success, 1 runs that did not converge or a failed verification, 2 a usage
-        error found after parsing (argparse's own errors raise ``SystemExit(2)``).
+        error found after parsing (argparse's own errors raise ``SystemExit(2)``),
+        141 when the reader of the output went away (``| head``).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args, parser, argv)
+    except BrokenPipeError:  # `copyaverage info | head -1`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit
+        return 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def _dispatch(args, parser, argv) -> int:
     if args.command == "info":
         return _info(args)
     if args.command == "prune":
