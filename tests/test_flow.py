@@ -76,12 +76,29 @@ def test_solvers_reach_the_same_point(method):
 def test_runs_are_deterministic_through_the_solver_switch():
     """Same initialization, same end point bit for bit, also when RKC hands over to
     the float32-factorized BDF (the switch uses a cost model, not timings)."""
-    T = Teacher.orthonormal(6)
-    a0, W0 = initialize(2, T, "gaussian", seed=0)
+    T = Teacher.orthonormal(20)
+    a0, W0 = initialize(10, T, "gaussian", seed=0)  # 220 parameters: RKC first
     r1 = gradient_flow(a0, W0, T, "erf", eigenvalues=False)
     r2 = gradient_flow(a0, W0, T, "erf", eigenvalues=False)
     assert r1.stats["methods"] == ["rkc", "bdf32"] and r1.converged
     assert np.array_equal(r1.theta, r2.theta)
+
+
+def test_small_smooth_problems_start_with_bdf_and_end_where_rkc_ends():
+    """At most BDF_FIRST_MAX_PARAMS parameters: BDF from the start (erf), RKC for
+    ReLU; the end point is the one RKC reaches (to well below the 1e-7 re-check)."""
+    from copyaverage.ode import BDF_FIRST_MAX_PARAMS
+
+    T = Teacher.orthonormal(12)
+    a0, W0 = initialize(11, T, "gaussian", seed=3)
+    assert a0.size * (W0.shape[1] + 1) <= BDF_FIRST_MAX_PARAMS
+    auto = gradient_flow(a0, W0, T, "erf", eigenvalues=False)
+    rkc = gradient_flow(a0, W0, T, "erf", method="rkc", eigenvalues=False)
+    assert auto.stats["methods"] == ["bdf"] and auto.converged and rkc.converged
+    assert np.max(np.abs(auto.theta - rkc.theta)) < 1e-8
+    relu = gradient_flow(*initialize(3, Teacher.orthonormal(4), "gaussian", seed=0),
+                         Teacher.orthonormal(4), "relu", eigenvalues=False)
+    assert relu.stats["methods"][0] == "rkc"
 
 
 def test_glorot_and_reproducible_initialization():

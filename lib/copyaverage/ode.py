@@ -16,6 +16,11 @@ objects (:class:`scipy.integrate.OdeSolver`, the machinery behind
     ``["rkc", "bdf32"]``). The switch happens when one RKC step costs more than
     0.3 times one Hessian plus one factorization, by a fixed cost model
     (:func:`cost_model`), so that runs are deterministic.
+    Small smooth problems (at most :data:`BDF_FIRST_MAX_PARAMS` parameters, not
+    ReLU) use scipy's ``BDF`` from the start: there a Hessian costs about as much
+    as a few gradients, and BDF needs ~150-250 steps and ~500 gradients where
+    RKC needs ~300 steps and ~2,000-3,500 gradient evaluations (the book's
+    k <= 12 grids; ``benchmarks/bench_bdf_first.py`` measures it).
 ``"rkc"``, ``"bdf"``, ``"lsoda"``, ``"radau"``
     One solver throughout (the implicit ones with the exact Hessian as Jacobian).
 
@@ -65,6 +70,9 @@ _SCIPY_SOLVERS = {"bdf": BDF, "lsoda": LSODA, "radau": Radau}
 #: "auto" hands over from RKC to BDF when an RKC step costs more than this
 #: many (modelled) Hessian-plus-factorization times.
 SWITCH_FACTOR = 0.3
+#: "auto" uses BDF from the start for smooth activations with at most this many
+#: parameters n (d + 1) (all of the book's k <= 12 grids).
+BDF_FIRST_MAX_PARAMS = 160
 #: A run stalls when STALL_STEPS ODE steps advanced t by less than 1 %.
 STALL_STEPS = 2000
 #: ReLU: a student vector shorter than this fraction of the scale is dying.
@@ -186,7 +194,10 @@ class OdePhase:
         self.t, self.theta, self.L = 0.0, theta, L
         self.gn = float(np.linalg.norm(g))
         self.n, self.k, self.d = n, k, d
-        self.method, self.current = method, ("rkc" if method == "auto" else method)
+        self.method, self.current = method, method
+        if method == "auto":
+            small = n * (d + 1) <= BDF_FIRST_MAX_PARAMS and not relu
+            self.current = "bdf" if small else "rkc"
         self.tol, self.switch_gradient = tol, float(switch_gradient)
         self.rtol, self.atol, self.t_max, self.deadline = rtol, atol, t_max, deadline
         self.relu = relu
