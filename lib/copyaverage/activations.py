@@ -43,7 +43,7 @@ class Activation:
     description : str
         One line for people.
     strip : float
-        For quadrature: sigma(r z) is analytic (and tame) for |Im z| < strip / r;
+        For quadrature: sigma(r z) is analytic (and tame) for ``|Im z| < strip / r``;
         the distance to the nearest complex singularity of sigma (pi/2 for tanh,
         pi for the logistic sigmoid and softplus; 1 for the entire GELU, whose
         growth off the real axis plays the same role).
@@ -102,6 +102,11 @@ def _gelu(x):
     return 0.5 * x * (1.0 + _erf(x / math.sqrt(2)))
 
 
+#: The activations, by name (``"erf"`` is erf(x / sqrt(2)), ``"erf_plain"`` erf(x),
+#: ``"relu"``, ``"tanh"``, ``"sigmoid"``, ...): the keys are the names that the
+#: functions taking an ``activation`` accept.
+#:
+#: :meta hide-value:
 ACTIVATIONS: dict[str, Activation] = {
     "erf": erf_activation(1 / math.sqrt(2)),
     "erf_plain": erf_activation(1.0),
@@ -118,7 +123,8 @@ ACTIVATIONS: dict[str, Activation] = {
 
 
 def get_activation(activation: str | Activation) -> Activation:
-    """Return the :class:`Activation` for a name (or pass an Activation through).
+    """Return the :class:`~copyaverage.activations.Activation` for a name (or pass an
+    Activation through).
 
     Raises
     ------

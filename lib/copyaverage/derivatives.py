@@ -1,6 +1,7 @@
 """Closed-form, vectorized gradient and Hessian of the population loss.
 
-:func:`copyaverage.gradient` and :func:`copyaverage.hessian` differentiate the
+:func:`copyaverage.gradient <copyaverage.loss.gradient>` and
+:func:`copyaverage.hessian <copyaverage.loss.hessian>` differentiate the
 loss with autograd; they are the reference. This module writes the same
 derivatives by hand, for the activations with a closed-form pair interaction
 (erf of any scale, ReLU), as a few dense numpy operations over all pairs of
@@ -12,12 +13,12 @@ other to 1e-10.
 Notation
 --------
 Put the student and teacher neurons in one list, ``U = [W; V]`` with
-coefficients ``c = [a; -a*]`` (m = n + k rows). Then
+coefficients ``c = [a; -a*]`` (m = n + k rows). Then::
 
     L = sum_{p,q} c_p c_q g(u_p, u_q),
 
 and, writing d1 g and d11 g, d12 g for the derivatives of the pair interaction
-g(w, x) with respect to its first argument (and second),
+g(w, x) with respect to its first argument (and second)::
 
     dL/da_i        = 2 sum_q c_q g(w_i, u_q)
     dL/dw_i        = 2 a_i sum_q c_q d1 g(w_i, u_q)
@@ -29,19 +30,19 @@ Every d1 g is a combination of the two vectors of the pair, and every d11 g,
 d12 g is a multiple of the identity plus outer products of those vectors, so
 all sums reduce to matrix products with the pair coefficients.
 
-erf(s x), with s2 = 2 s^2, p = 1 + s2 |w|^2, q = 1 + s2 |x|^2, c = w.x,
-D = p q - s2^2 c^2 = p + q - 1 + s2^2 (|w|^2 |x|^2 - c^2) (always >= 1),
-A = (2/pi) s2 / sqrt(D), E = A / D, r = s2 c / p:
+erf(s x), with ``s2 = 2 s^2``, ``p = 1 + s2 |w|^2``, ``q = 1 + s2 |x|^2``, ``c = w.x``,
+``D = p q - s2^2 c^2 = p + q - 1 + s2^2 (|w|^2 |x|^2 - c^2)`` (always >= 1),
+``A = (2/pi) s2 / sqrt(D)``, ``E = A / D``, ``r = s2 c / p``::
 
     g     = (2/pi) arcsin(s2 c / sqrt(p q))
     d1 g  = A (x - r w)
     d11 g = -A r I + E [r s2 (q + 2 D / p) w w' - s2 q (w x' + x w') + s2^2 c x x']
     d12 g =  A I   + E [-s2 q w w' + s2^2 c (w x' + x w') - s2 p x x']
 
-ReLU, with unit vectors w^, x^, cosine u, sine s = |x^ - u w^| and angle t,
+ReLU, with unit vectors w^, x^, cosine u, sine ``s = |x^ - u w^|`` and angle t,
 e = (x^ - u w^) / s and f = (w^ - u x^) / s (unit vectors, taken as 0 when
 s = 0: the terms they enter vanish like s), written with the orthogonal
-components so that they stay accurate at and near copies (s -> 0):
+components so that they stay accurate at and near copies (s -> 0)::
 
     2 pi d1 g  = (pi - t) x + |x| s w^
     2 pi d11 g = (|x| s / |w|) (I - w^ w^' + e e')
@@ -165,8 +166,9 @@ class Objective:
     Notes
     -----
     For activations without a closed form (tanh, sigmoid, softplus, GELU) the
-    methods fall back on the autograd routes :func:`copyaverage.gradient` and
-    :func:`copyaverage.hessian` (correct, much slower).
+    methods fall back on the autograd routes
+    :func:`copyaverage.gradient <copyaverage.loss.gradient>` and
+    :func:`copyaverage.hessian <copyaverage.loss.hessian>` (correct, much slower).
     """
 
     def __init__(self, teacher: Teacher, activation: str | Activation, n: int):
@@ -340,7 +342,8 @@ class Objective:
 def closed_form_gradient(a, W, teacher: Teacher, activation: str | Activation) -> np.ndarray:
     """Gradient of the population loss wrt theta = pack(a, W), by the closed forms.
 
-    Same result as :func:`copyaverage.gradient` (to round-off), much faster.
+    Same result as :func:`copyaverage.gradient <copyaverage.loss.gradient>` (to round-off),
+    much faster.
 
     Returns
     -------
@@ -353,7 +356,8 @@ def closed_form_gradient(a, W, teacher: Teacher, activation: str | Activation) -
 def closed_form_hessian(a, W, teacher: Teacher, activation: str | Activation) -> np.ndarray:
     """Hessian of the population loss wrt theta = pack(a, W), by the closed forms.
 
-    Same result as :func:`copyaverage.hessian` (to round-off), much faster.
+    Same result as :func:`copyaverage.hessian <copyaverage.loss.hessian>` (to round-off),
+    much faster.
 
     Returns
     -------

@@ -34,7 +34,7 @@ flow time has doubled since the last test while the gradient norm is below
 ``switch_gradient``,
 
 1. the Hessian must be positive definite (a Cholesky factorization of
-   H + mu I succeeds, mu = 1e-12 max|H| for erf; 1e-9 max|H| for ReLU, whose
+   H + mu I succeeds, ``mu = 1e-12 max|H|`` for erf; ``1e-9 max|H|`` for ReLU, whose
    rescaling symmetry (a_i, w_i) -> (a_i / c, c w_i) gives exact zero modes,
    numerically of either sign): the flow is in the basin of a minimum, not
    crossing a saddle region;
@@ -44,7 +44,7 @@ flow time has doubled since the last test while the gradient norm is below
 
 Only then does Newton polish (:func:`copyaverage.newton.polish`: line search
 on the loss, chord steps, guards on positive definiteness, loss and distance
-moved, at most ``max_polish_distance`` times max(1, |theta|)). If a guard
+moved, at most ``max_polish_distance`` times ``max(1, |theta|)``). If a guard
 trips, the Newton attempt is discarded and the flow resumes from where it was.
 The distance the polish moved is reported (``polish_distance``; typically 1e-5
 to 1e-3 in the k = 50 experiment).
@@ -62,7 +62,7 @@ a minimum.
 ReLU
 ----
 For ReLU, minima are not isolated: the loss is invariant under
-(a_i, w_i) -> (a_i / c, c w_i), and gradient flow conserves a_i^2 - |w_i|^2.
+(a_i, w_i) -> (a_i / c, c w_i), and gradient flow conserves ``a_i^2 - |w_i|^2``.
 After the polish each neuron is rescaled along that symmetry to the conserved
 value, which puts the end point where the flow would have ended (the network
 function and the loss do not change). A ReLU neuron whose w_i reaches 0 (a
@@ -294,12 +294,12 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
         Gradient norm below which switches to Newton are tried (default 1e-3).
     max_polish_distance : float
         Largest distance the Newton polish may move, relative to
-        max(1, |theta|) at its start (default 0.5).
+        ``max(1, |theta|)`` at its start (default 0.5).
     max_newton_iterations : int
     trajectory_per_decade : int
         Trajectory points per decade of flow time (0: only start and end).
     record_parameters : bool
-        Keep theta along the trajectory (default True); else only t, loss, |g|.
+        Keep theta along the trajectory (default True); else only t, loss, ``|g|``.
     eigenvalues : bool
         Compute the Hessian spectrum at the end point (default True).
 

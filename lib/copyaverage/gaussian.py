@@ -1,34 +1,35 @@
 """Gaussian pair interactions E[sigma(w.x) sigma(v.x)], x ~ N(0, I_d).
 
 The pair (w.x, v.x) is a centred Gaussian with covariance
-[[|w|^2, w.v], [w.v, |v|^2]], so the interaction depends only on the two norms
+``[[|w|^2, w.v], [w.v, |v|^2]]``, so the interaction depends only on the two norms
 and the overlap (the order parameters). :func:`pair_interaction` returns the
 matrix of interactions between the rows of two weight matrices, vectorized over
 all pairs, and is differentiable by autograd to any order needed for the
 gradient and the Hessian of the loss.
 
-Closed forms
+Closed forms::
+
     erf(s x):  (2/pi) arcsin(2 s^2 w.v / sqrt((1 + 2 s^2 |w|^2)(1 + 2 s^2 |v|^2)))
     ReLU:      |w||v| (sin t + (pi - t) cos t) / (2 pi),  t = angle(w, v)
 
 erf at large norms
-    With s2 = 2 s^2, p = 1 + s2 |w|^2, q = 1 + s2 |v|^2, c = w.v and
-    D = p q - s2^2 c^2 = p + q - 1 + s2^2 |w|^2 |v_perp|^2 >= 1 (v_perp the part of v
-    orthogonal to w, used for nearly parallel pairs, where |w|^2 |v|^2 - c^2 would
+    With ``s2 = 2 s^2``, ``p = 1 + s2 |w|^2``, ``q = 1 + s2 |v|^2``, ``c = w.v`` and
+    ``D = p q - s2^2 c^2 = p + q - 1 + s2^2 |w|^2 |v_perp|^2 >= 1`` (v_perp the part of v
+    orthogonal to w, used for nearly parallel pairs, where ``|w|^2 |v|^2 - c^2`` would
     cancel), the interaction is computed as (2/pi) arctan2(s2 c, sqrt(D)):
-    the arcsin of an argument near 1 (|w| large and v along w, e.g. a neuron with
-    itself) loses half of the digits (1e-8 at |w| = 1e8) and turns NaN when
+    the arcsin of an argument near 1 (``|w|`` large and v along w, e.g. a neuron with
+    itself) loses half of the digits (1e-8 at ``|w| = 1e8``) and turns NaN when
     round-off pushes it above 1. Its gradient and
     Hessian-vector products are written by hand, as in
     :mod:`copyaverage.derivatives` (d1 g = A (v - r w), A = (2/pi) s2 / sqrt(D),
     r = s2 c / p): autograd's derivative of arcsin is 1/sqrt(1 - x^2), infinite
-    for the same pairs from |w| ~ 1e8 on.
+    for the same pairs from ``|w| ~ 1e8`` on.
 
 Other activations
     Two-dimensional trapezoid quadrature in the plane of (w, v), with a step
     chosen from the largest norm so that the error stays near round-off. Its
     derivatives come from Price's theorem (d/d(w.v) E[f(z1) g(z2)] =
-    E[f'(z1) g'(z2)] and d/d|w|^2 E[f(z1) g(z2)] = E[f''(z1) g(z2)] / 2), which
+    E[f'(z1) g'(z2)] and ``d/d|w|^2 E[f(z1) g(z2)] = E[f''(z1) g(z2)] / 2``), which
     stays finite where w and v are parallel; a naive derivative of a
     Cholesky factor would not.
 

@@ -63,7 +63,8 @@ def pack(a, W) -> np.ndarray:
 
 
 def unpack(theta, n: int, d: int):
-    """Inverse of :func:`pack`: split theta of length n (1 + d) into a (n,) and W (n, d)."""
+    """Inverse of :func:`~copyaverage.loss.pack`: split theta of length n (1 + d) into a (n,)
+    and W (n, d)."""
     theta = np.asarray(theta, dtype=float)
     if theta.shape != (n * (1 + d),):
         raise ValueError(f"theta must have shape ({n * (1 + d)},) for n={n}, d={d}; got {theta.shape}")
@@ -92,7 +93,8 @@ def population_loss(a, W, teacher: Teacher, activation: str | Activation) -> flo
         Student incoming vectors as rows.
     teacher : Teacher
     activation : str or Activation
-        A name from :data:`copyaverage.ACTIVATIONS` (``"erf"`` is erf(x/sqrt(2))).
+        A name from :data:`copyaverage.ACTIVATIONS <copyaverage.activations.ACTIVATIONS>`
+        (``"erf"`` is erf(x/sqrt(2))).
 
     Returns
     -------
@@ -114,7 +116,7 @@ def _flat_loss(teacher, act, n):
 
 
 def gradient(a, W, teacher: Teacher, activation: str | Activation) -> np.ndarray:
-    """Gradient of :func:`population_loss` with respect to theta = pack(a, W).
+    """Gradient of :func:`~copyaverage.loss.population_loss` with respect to theta = pack(a, W).
 
     Returns
     -------
@@ -126,7 +128,7 @@ def gradient(a, W, teacher: Teacher, activation: str | Activation) -> np.ndarray
 
 
 def hessian(a, W, teacher: Teacher, activation: str | Activation) -> np.ndarray:
-    """Hessian of :func:`population_loss` with respect to theta = pack(a, W).
+    """Hessian of :func:`~copyaverage.loss.population_loss` with respect to theta = pack(a, W).
 
     Returns
     -------

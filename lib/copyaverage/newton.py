@@ -5,7 +5,7 @@ Two iterations, for two jobs:
 :func:`polish`
     Newton towards the *minimum* whose basin the flow has entered: steps
     -(H + mu I)^{-1} g with a backtracking (Armijo) line search on the loss,
-    chord steps that reuse the factor while they cut |g| fourfold, and guards
+    chord steps that reuse the factor while they cut ``|g|`` fourfold, and guards
     (every iterate has a positive definite Hessian and a loss not above the
     previous one, within round-off; the total distance stays below a bound).
     :func:`quadratic_regime` is the test that decides whether it may start.
@@ -13,7 +13,7 @@ Two iterations, for two jobs:
     Newton on grad L = 0 for the critical point *of any type* nearest a start
     (saddles included): the minimum-norm step -H^+ g through the
     eigendecomposition of H (small eigenvalues cut, which copes with the flat
-    directions of symmetric or homogeneous losses) and a line search on |g|.
+    directions of symmetric or homogeneous losses) and a line search on ``|g|``.
     Used by the flow when it ends without a positive definite Hessian, and by
     :func:`copyaverage.critical.newton_critical_point`.
 
@@ -50,7 +50,7 @@ def cholesky(H, shift):
 
 
 def shift_for(H, kind="erf"):
-    """Tiny shift for the positive-definiteness tests: 1e-12 max|H| (erf), 1e-9 max|H|
+    """Tiny shift for the positive-definiteness tests: ``1e-12 max|H|`` (erf), ``1e-9 max|H|``
     (others: ReLU's exact zero modes from its rescaling symmetry come out of the
     Hessian as eigenvalues of either sign at the 1e-11 level)."""
     rel = 1e-12 if kind == "erf" else 1e-9
@@ -116,7 +116,7 @@ class Polish:
 
 def polish(objective, theta, tol, *, max_iter, max_distance, deadline, kind="erf",
            fac0=None) -> Polish:
-    """Newton from a point with positive definite Hessian, down to |g| <= tol.
+    """Newton from a point with positive definite Hessian, down to ``|g| <= tol``.
 
     Parameters
     ----------
@@ -138,10 +138,10 @@ def polish(objective, theta, tol, *, max_iter, max_distance, deadline, kind="erf
 
     Notes
     -----
-    After a full step that cut |g| at least tenfold (the quadratic regime), up
+    After a full step that cut ``|g|`` at least tenfold (the quadratic regime), up
     to three chord steps reuse the same factor (a gradient and two triangular
     solves each, instead of a Hessian and a factorization), as long as each
-    cuts |g| at least fourfold without raising the loss. ``ITERATION_LIMIT``
+    cuts ``|g|`` at least fourfold without raising the loss. ``ITERATION_LIMIT``
     and ``ROUNDOFF`` are only reported when the iterate is still above ``tol``.
     """
     L, g = objective.loss_and_gradient(theta)
@@ -246,7 +246,7 @@ def find_critical(objective, theta, tol, *, max_iter=100, rcond=1e-12, rcond_flo
     """Newton's method on the gradient, for the critical point nearest a start.
 
     Each step is the minimum-norm solution of H p = -g: eigenvalues lam of H with
-    |lam| <= rcond * max(rcond_floor, max |lam|) are left out. The step is
+    ``|lam| <= rcond * max(rcond_floor, max |lam|)`` are left out. The step is
     halved (at most ``halvings`` times) until the gradient norm decreases; if no
     step does, the search stops honestly (``converged`` False).
 

@@ -16,7 +16,7 @@ objects (:class:`scipy.integrate.OdeSolver`, the machinery behind
     ``["rkc", "bdf32"]``). The switch happens when one RKC step costs more than
     0.3 times one Hessian plus one factorization, by a fixed cost model
     (:func:`cost_model`), so that runs are deterministic.
-    Small smooth problems (at most :data:`BDF_FIRST_MAX_PARAMS` parameters, not
+    Small smooth problems (at most ``BDF_FIRST_MAX_PARAMS`` parameters, not
     ReLU) use scipy's ``BDF`` from the start: there a Hessian costs about as much
     as a few gradients, and BDF needs ~150-250 steps and ~500 gradients where
     RKC needs ~300 steps and ~2,000-3,500 gradient evaluations (the book's
@@ -35,20 +35,20 @@ The events, tested after every accepted step in this order:
 event         when
 ============  ==============================================================
 FAILED        the solver could not take a step, or the loss is not finite
-DYING         ReLU: some |w_i| < 1e-6 max(max_j |w_j|, max_j |w_j(0)|): a
-              student vector reaches 0 (where the loss has no gradient)
+DYING         ReLU: some ``|w_i| < 1e-6 max(max_j |w_j|, max_j |w_j(0)|)``:
+              a student vector reaches 0 (where the loss has no gradient)
 STALL         2,000 steps advanced t by less than 1 %
 AT_TOL        the gradient norm is already at most ``tol`` (also at t = 0:
               a start at a critical point ends at once)
 CHECK         the gradient norm fell to the current check level, or the flow
-              time doubled since the last check while |g| <= switch_gradient
+              time doubled since the last check while ``|g| <= switch_gradient``
 TIME_LIMIT    the wall-clock deadline passed
 T_MAX         the flow time reached t_max (tested before each step)
 ============  ==============================================================
 
 After a CHECK the driver lowers or raises :attr:`OdePhase.check_level`; when
 the gradient norm climbs 100-fold above the level (the flow left a plateau)
-the level is reset to min(switch_gradient, |g| / 10).
+the level is reset to ``min(switch_gradient, |g| / 10)``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ from .rkc import RKC
 
 __all__ = ["METHODS", "Event", "Float32BDF", "OdePhase", "cost_model"]
 
+#: The ODE methods :class:`OdePhase` accepts (see the module docstring).
 METHODS = ("auto", "rkc", "bdf", "lsoda", "radau")
 _SCIPY_SOLVERS = {"bdf": BDF, "lsoda": LSODA, "radau": Radau}
 #: "auto" hands over from RKC to BDF when an RKC step costs more than this

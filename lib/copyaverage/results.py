@@ -91,7 +91,7 @@ class Trajectory:
     theta : ndarray, shape (m, n (1 + d)) or None
         The parameters pack(a, W) at those times (None when not recorded).
     param_norm : ndarray, shape (m,)
-        |theta| at those times (always recorded; shows weights that keep
+        ``|theta|`` at those times (always recorded; shows weights that keep
         growing, as when two neurons merge with diverging outgoing weights).
     """
 
@@ -201,7 +201,7 @@ class FlowResult:
 
 
 class Recorder:
-    """Keeps (t, loss, |g|, theta, |theta|) on a geometric grid of flow times.
+    """Keeps ``(t, loss, |g|, theta, |theta|)`` on a geometric grid of flow times.
 
     Parameters
     ----------
@@ -227,7 +227,7 @@ class Recorder:
             self.next_t = t * self.ratio if t > 0 else 0.0
 
     def growth_note(self) -> str:
-        """A remark when |theta| still grew over the last three decades of flow time."""
+        """A remark when ``|theta|`` still grew over the last three decades of flow time."""
         t = np.array([r[0] for r in self.rows])
         norm = np.array([r[4] for r in self.rows])
         if len(t) < 2 or t[-1] < 1e6:

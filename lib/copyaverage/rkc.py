@@ -22,7 +22,7 @@ events and dense output), or stepped by hand.
 Implementation notes (written from the published method, not from code):
 damping epsilon = 2/13; stage count s = 1 + floor(sqrt(1 + 1.54 h rho));
 local error estimate (12 (y_n - y_{n+1}) + 6 h (f_n + f_{n+1})) / 15 in the
-weighted RMS norm with weights atol + rtol max(|y_n|, |y_{n+1}|); step factor
+weighted RMS norm with weights ``atol + rtol max(|y_n|, |y_{n+1}|)``; step factor
 0.8 err^(-1/3) clipped to [0.1, 10]; spectral radius by power iteration on
 finite-difference Jacobian-vector products (or a user callable), refreshed
 every 25 steps and after every rejected step, with a safety factor 1.2.
@@ -46,11 +46,15 @@ def rkc_coefficients(s: int):
 
     Returns
     -------
-    dict with arrays (index j = 0..s) ``mu``, ``nu``, ``mu_t`` (mu tilde),
-    ``gamma_t`` (gamma tilde) and ``c`` (stage times as fractions of h), and the
-    float ``beta``, the length of the real stability interval [-beta, 0].
+    dict
+        Arrays (index j = 0..s) ``mu``, ``nu``, ``mu_t`` (mu tilde),
+        ``gamma_t`` (gamma tilde) and ``c`` (stage times as fractions of h), and the
+        float ``beta``, the length of the real stability interval [-beta, 0].
 
-    The stage recursion is
+    Notes
+    -----
+    The stage recursion is::
+
         Y_0 = y, Y_1 = y + mu_t[1] h f(Y_0),
         Y_j = (1 - mu_j - nu_j) y + mu_j Y_{j-1} + nu_j Y_{j-2}
               + mu_t[j] h f(Y_{j-1}) + gamma_t[j] h f(Y_0),   j = 2..s.
@@ -131,7 +135,7 @@ class RKC(OdeSolver):
     rtol, atol : float
         Relative and absolute tolerance of the local error (default 1e-4, 1e-7).
     first_step : float, optional
-        Initial step; by default chosen from the spectral radius and |f|.
+        Initial step; by default chosen from the spectral radius and ``|f|``.
     max_step : float
         Largest step allowed (default inf).
     max_stages : int

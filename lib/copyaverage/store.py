@@ -129,7 +129,7 @@ def code_hash(roots=_ROOT_MODULES, package_dir: Path = _PACKAGE_DIR,
               format_version: int = FORMAT_VERSION) -> str:
     """SHA-256 (hex) of the store format and the names and contents of :func:`source_files`.
 
-    ``format_version`` is this module's :data:`FORMAT_VERSION` unless given (to
+    ``format_version`` is this module's ``FORMAT_VERSION`` unless given (to
     recompute the hash of an older version of the library from its files).
     """
     h = hashlib.sha256()
@@ -163,7 +163,7 @@ def _json_default(x):
 
 
 def result_to_arrays(result: FlowResult, params: dict | None = None) -> dict:
-    """The arrays of one ``.npz`` file for a :class:`FlowResult`."""
+    """The arrays of one ``.npz`` file for a :class:`~copyaverage.results.FlowResult`."""
     meta = dict(
         format=FORMAT_VERSION, loss=result.loss, grad_norm=result.grad_norm,
         converged=result.converged, tol=result.tol, t_end=result.t_end, stop=result.stop.value,
@@ -215,7 +215,7 @@ def params_key(params: dict) -> str:
 
 # ------------------------------------------------------------------ store ---
 class ResultStore:
-    """Directory of stored :class:`FlowResult` objects.
+    """Directory of stored :class:`~copyaverage.results.FlowResult` objects.
 
     Parameters
     ----------
@@ -284,7 +284,7 @@ class ResultStore:
     def check_writable(self) -> None:
         """Make sure results can be saved, before any run is computed.
 
-        Creates :attr:`dir` if needed and writes and removes a temporary file in it.
+        Creates ``self.dir`` if needed and writes and removes a temporary file in it.
 
         Raises
         ------
@@ -314,8 +314,8 @@ class ResultStore:
     def prune(self, dry_run: bool = False) -> list[Path]:
         """Delete the stored results of other code versions and stray temporary files.
 
-        Only *store directories* under :attr:`root` are removed: directories named
-        by 16 lower-case hex digits (as :attr:`dir` is) that hold store files
+        Only *store directories* under ``self.root`` are removed: directories named
+        by 16 lower-case hex digits (as ``self.dir`` is) that hold store files
         (``<64 hex digits>.npz`` or ``*.tmp``) and nothing else. Anything else in
         the root (``.git``, other folders, files) is left alone, whatever the root is.
 

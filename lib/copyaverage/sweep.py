@@ -81,7 +81,7 @@ class RunSpec:
     Attributes
     ----------
     activation : str
-        A name in :data:`copyaverage.ACTIVATIONS`.
+        A name in :data:`copyaverage.ACTIVATIONS <copyaverage.activations.ACTIVATIONS>`.
     k : int
         Teacher neurons (unit-orthonormal teacher).
     n : int
@@ -136,6 +136,7 @@ class RunSpec:
         return p
 
     def teacher(self) -> Teacher:
+        """The unit-orthonormal teacher of k neurons in d dimensions."""
         return Teacher.orthonormal(self.k, self.dim)
 
     def start(self):
@@ -163,7 +164,7 @@ class StartSpec:
     Attributes
     ----------
     activation : str
-    a0 : ndarray (n,), W0 : ndarray (n, d)
+    a0, W0 : ndarray, shapes (n,) and (n, d)
         The start (copied, read-only).
     teacher_ : Teacher
         (Positional argument ``teacher``; the method :meth:`teacher` returns it.)
@@ -214,6 +215,7 @@ class StartSpec:
                     options=dict(self.options))
 
     def teacher(self) -> Teacher:
+        """The teacher given at construction."""
         return self.teacher_
 
     def start(self):

@@ -7,7 +7,7 @@ import numpy as np
 __all__ = ["Teacher", "MAX_WEIGHT"]
 
 #: Largest absolute value accepted for a weight (teacher or student). The pair
-#: interactions multiply the squared norms of two neurons (|w|^2 |v|^2), which
+#: interactions multiply the squared norms of two neurons (``|w|^2 |v|^2``), which
 #: overflows the float range (1.8e308) for norms near 1e77; the limit keeps a wide
 #: margin, and no gradient-flow end point comes anywhere near it.
 MAX_WEIGHT = 1e50
