@@ -29,7 +29,7 @@ Three boundaries in the student width n, for teacher width k:
     (in the std_m component: the averaging neuron tilting within its group
     while all copies shift together). :func:`ca_saddle_onset` finds it for any
     k by bisection on one 2 x 2 block (cost independent of k). The size of the
-    averaged group there, m* = k - n* (real n), grows like c sqrt(k) with
+    averaged group there, m* = k - n* (real n), grows like c sqrt(k) with::
 
         c = |E sigma'''(z)| / sqrt(2 Var sigma'(z))   (0.89890 for erf(x / sqrt 2)).
 
@@ -112,7 +112,8 @@ def loss_crossing_limit(activation: str | Activation = "erf") -> float:
 
 
 def ca_saddle_constant(activation: str | Activation = "erf") -> float:
-    """The conjectured lim m* / sqrt(k): |E sigma'''| / sqrt(2 Var sigma') (module docstring)."""
+    """The conjectured lim m* / sqrt(k): ``|E sigma'''| / sqrt(2 Var sigma')``
+    (module docstring)."""
     g = gaussian_moments(activation)
     return abs(g["third"]) / math.sqrt(2.0 * g["V"])
 

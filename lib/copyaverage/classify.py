@@ -2,8 +2,8 @@
 
 For a unit-orthonormal teacher (v_j orthonormal, a*_j = 1) and a student with
 n < k neurons, an end point (a, W) is described by the cosines
-u_ij = w_i . v_j / |w_i| of each student neuron with each teacher neuron, the
-norms |w_i| and the outgoing weights a_i. :func:`classify` puts it in one of
+``u_ij = w_i . v_j / |w_i|`` of each student neuron with each teacher neuron, the
+norms ``|w_i|`` and the outgoing weights a_i. :func:`classify` puts it in one of
 four classes (the labels are module constants):
 
 ``CA_OPTIMUM`` ("CA optimum")
@@ -19,7 +19,7 @@ four classes (the labels are module constants):
     different loss (a neuron at a non-optimal one-neuron critical point).
 ``PERTURBED_COPY`` ("perturbed copy")
     Not CA, but every student neuron mostly copies its own teacher neuron:
-    its largest |cosine| is at least ``copy_cosine`` and these teacher neurons
+    its largest absolute cosine is at least ``copy_cosine`` and these teacher neurons
     are all different.
 ``OTHER`` ("other")
     Anything else.
@@ -38,7 +38,7 @@ Thresholds (all arguments of :func:`classify`, defaults in
 
 ``ca_tol``
     1e-6 for erf: there the CA configurations are exact critical points, and
-    end points converged to |grad| <= 1e-12 are CA to ~1e-12 or clearly not
+    end points converged to ``|grad| <= 1e-12`` are CA to ~1e-12 or clearly not
     (perturbed copies have residuals above 1e-4). 0.1 for ReLU, whose CA
     configurations are *not* critical points: gradient flow ends nearby (the
     paper's "or nearby"), with the averaging neuron at cosines ~0.9-0.99 with
@@ -85,6 +85,7 @@ CA_OPTIMUM = "CA optimum"
 OTHER_CA = "other CA"
 PERTURBED_COPY = "perturbed copy"
 OTHER = "other"
+#: The four class labels, in the order above.
 LABELS = (CA_OPTIMUM, OTHER_CA, PERTURBED_COPY, OTHER)
 
 #: Default thresholds by activation kind (see the module docstring).
@@ -106,9 +107,9 @@ class Classification:
     reason : str
         Why, in words.
     cosines : ndarray (n, k)
-        u_ij = w_i . v_j / |w_i|.
+        ``u_ij = w_i . v_j / |w_i|``.
     norms : ndarray (n,)
-        |w_i|.
+        ``|w_i|``.
     groups : list of tuple of int, or None
         The teacher neurons of each student neuron when the end point is CA
         (in student order), else None.
@@ -117,7 +118,7 @@ class Classification:
     ca_residual : float
         max_i (1 - cosine of w_i with its best group direction).
     copy_cosine : ndarray (n,)
-        Largest |u_ij| of each student neuron.
+        Largest ``|u_ij|`` of each student neuron.
     loss : float
     ca_optimum_loss : float
         Loss of the optimal CA configuration (n - 1 copies, one average).

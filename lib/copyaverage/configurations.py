@@ -419,7 +419,7 @@ def optimal_copy_average(k: int, n: int, activation: str | Activation):
 def nearest_copy_average(a, W, teacher: Teacher):
     """The group of teacher neurons each student neuron points to, and how well.
 
-    For student neuron i take the signed cosines s_ij = sign(a_i) w_i.v_j / |w_i|
+    For student neuron i take the signed cosines ``s_ij = sign(a_i) w_i.v_j / |w_i|``
     (the sign makes the answer invariant under (a_i, w_i) -> (-a_i, -w_i)). Its
     group is the set of its m largest s_ij, with m chosen to maximise the cosine
     between sign(a_i) w_i and the group direction sum_{j in group} v_j / sqrt(m),
@@ -480,8 +480,8 @@ def survey_copy_average(k: int, activation: str | Activation, n: int | None = No
     list of dict
         One record per set partition with keys ``groups``, ``type`` (sorted
         group sizes), ``n``, ``loss``, ``grad_norm`` (exact gradient from
-        :func:`copyaverage.gradient`), ``n_negative``, ``n_zero``,
-        ``n_positive`` (Hessian eigenvalues, see
+        :func:`copyaverage.gradient <copyaverage.loss.gradient>`), ``n_negative``,
+        ``n_zero``, ``n_positive`` (Hessian eigenvalues, see
         :func:`copyaverage.critical.hessian_signature`) and ``min_abs_eigenvalue``.
 
     Raises

@@ -58,7 +58,7 @@ def hessian_of(a, W, teacher: Teacher, activation: str | Activation) -> np.ndarr
 def hessian_signature(H, rtol: float = ZERO_RTOL) -> tuple[int, int, int]:
     """Numbers of negative, zero and positive eigenvalues of a symmetric matrix.
 
-    An eigenvalue lam counts as zero when |lam| <= rtol * max(1, max |eigenvalue|).
+    An eigenvalue lam counts as zero when ``|lam| <= rtol * max(1, max |eigenvalue|)``.
 
     Parameters
     ----------
@@ -178,7 +178,7 @@ class NewtonResult:
     grad_norms : ndarray
         Gradient norm at the start and after every iteration.
     distance : float
-        |pack(a, W) - pack(a0, W0)|, Euclidean distance from the start.
+        ``|pack(a, W) - pack(a0, W0)|``, Euclidean distance from the start.
     """
 
     a: np.ndarray
@@ -241,7 +241,7 @@ def search_critical_points(teacher: Teacher, activation: str | Activation, n: in
                            tol: float = 1e-12) -> list[NewtonResult]:
     """Critical points of any type found from random starts.
 
-    Each start minimizes the squared gradient norm |grad L|^2 with L-BFGS (its
+    Each start minimizes the squared gradient norm ``|grad L|^2`` with L-BFGS (its
     minima with value 0 are the critical points of L, saddles included) and
     then polishes with :func:`newton_critical_point`. Starts: outgoing weights
     N(0, n^-1 k^2), incoming vectors N(0, rho^2 / d) with rho ~ U(0.2, 1.5).

@@ -25,9 +25,11 @@ tangent space: a critical point of the loss restricted to the family
 (Palais' principle of symmetric criticality). The tests check it: the full
 gradient at :func:`perturbed_copy` is below 1e-12.
 
-The reduced loss. With |w|^2 = N = alpha^2 + (n-1) beta^2 + (k-n) gamma^2,
+The reduced loss. With ``|w|^2 = N = alpha^2 + (n-1) beta^2 + (k-n) gamma^2``,
 w_i.w_l = C = 2 alpha beta + (n-2) beta^2 + (k-n) gamma^2 (i != l) and
 g(c; p, q) = (2/pi) arcsin(c / sqrt((1+p)(1+q))),
+
+::
 
     L = a^2 [n g(N; N, N) + n (n-1) g(C; N, N)]
         - 2 a [n g(alpha; N, 1) + n (n-1) g(beta; N, 1) + n (k-n) g(gamma; N, 1)]
@@ -67,8 +69,8 @@ x_s' H x_t is the second derivative of the loss along perturbations x_s, x_t
 chosen in one copy of the irreducible representation with a large stabiliser
 (e.g. u = e_1 - 1/p), so the perturbed network has only a few classes of
 equivalent neurons and its loss is again a short sum with multiplicities
-(:func:`_class_loss`), differentiated twice exactly by propagating 2-jets
-(:class:`_Jet`). The eigenvalues of the block (in the metric of the Gram
+(``_class_loss``), differentiated twice exactly by propagating 2-jets
+(``_Jet``). The eigenvalues of the block (in the metric of the Gram
 matrix of the x_s) are eigenvalues of H with the multiplicity in the table.
 Cost: O(1) in k and n, vectorized over n. The tests compare every eigenvalue
 and its multiplicity with :func:`numpy.linalg.eigvalsh` of the dense
@@ -77,7 +79,7 @@ closed-form Hessian.
 Numerics. The blocks are graded (at the CA optimum with k = 10^4 their
 eigenvalues span 21 orders of magnitude); a Jacobi eigenvalue routine with a
 relative stopping rule resolves the tiny ones. At small n and large k the
-perturbed copy becomes nearly linear (a ~ 10^4, |w| ~ 0.02) and the reduced
+perturbed copy becomes nearly linear (a ~ 10^4, ``|w| ~ 0.02``) and the reduced
 problem ill-conditioned; the reduced loss is then evaluated in long double.
 The branch (:func:`perturbed_copy_branch`) is followed by natural
 continuation in n from n = k - 1 down to its first fold, located to
@@ -828,7 +830,7 @@ class Spectrum:
 
     def count(self, rtol: float = 1e-10) -> tuple[int, int, int]:
         """(negative, zero, positive) eigenvalue counts with multiplicity; zero means
-        |lambda| <= rtol * max(1, max |lambda|) (as in
+        ``|lambda| <= rtol * max(1, max |lambda|)`` (as in
         :func:`copyaverage.critical.hessian_signature`, whose default rtol 1e-8 is
         meant for dense eigenvalues). The block eigenvalues are more accurate than
         that: at large k the CA optimum has a genuine positive eigenvalue ~1e-21 of
@@ -982,7 +984,7 @@ class BranchEnd:
         ``"unresolved"``: the continuation stopped (steps below 1e-9 n) but
         the fold could not be pinned down; ``n`` is then the last point
         reached. For k in the hundreds the branch ends within ~1e-4 of n = 2
-        with a ~ 1e4 and |w| ~ 0.02: the students are almost linear, the
+        with a ~ 1e4 and ``|w| ~ 0.02``: the students are almost linear, the
         (a, w) -> (a / t, t w) near-symmetry makes the reduced problem
         ill-conditioned (scaled condition number ~1e9), and round-off moves
         the fold by ~1e-5; at k = 10^4 the continuation stops near n = 7.
@@ -1403,7 +1405,7 @@ def transition(k: int, activation: str | Activation = "erf") -> "pd.DataFrame":
         ``pc_min_component`` (the isotypic component it comes from),
         ``ca_negative``, ``pc_negative``, ``ca_zero``, ``pc_zero`` (numbers of
         negative and of zero eigenvalues with multiplicity, zero meaning
-        |lambda| <= 1e-10 max |lambda|, the resolution of a dense eigensolver;
+        ``|lambda| <= 1e-10 max |lambda|``, the resolution of a dense eigensolver;
         the min_eigenvalue columns keep the sign of such eigenvalues, resolved
         by the block route; -1 where there is no perturbed copy), ``pc_a``, ``pc_alpha``, ``pc_beta``, ``pc_gamma``
         (the perturbed copy's parameters) and ``lower`` (``"perturbed copy"``

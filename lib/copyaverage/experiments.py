@@ -181,7 +181,7 @@ def nearest_ca(a, W, teacher: Teacher, activation: str):
     one-neuron student of its group (:func:`copyaverage.configurations.copy_average_point`).
     The distance is the function-space distance E_x[(f(x) - f_CA(x))^2], which,
     unlike a distance between weights, does not depend on how a ReLU neuron splits
-    its scale between a_i and |w_i|.
+    its scale between a_i and ``|w_i|``.
 
     Returns
     -------
@@ -543,7 +543,7 @@ def recompute_experiment(name: str, out: str | os.PathLike, *, n_jobs: int = 2, 
                          progress: bool = True, command: str | None = None) -> pd.DataFrame:
     """Run every run of a committed experiment and write its files to ``out``.
 
-    Runs go through the result store (``store``: a :class:`ResultStore`, a path, or
+    Runs go through the result store (``store``: a :class:`~copyaverage.store.ResultStore`, a path, or
     None for the default), so an interrupted recomputation resumes. The files are
     written by :func:`export_endpoints`; ``command`` is recorded in ``meta.json``.
 

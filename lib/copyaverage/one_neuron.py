@@ -2,7 +2,7 @@
 
 A student with one neuron, f(x) = a sigma(w.x), learns a *unit-orthonormal*
 teacher with m neurons, f*(x) = sum_j sigma(v_j.x), v_j orthonormal. The loss
-depends on w only through the order parameters r = |w| and the cosines
+depends on w only through the order parameters ``r = |w|`` and the cosines
 u_j = w.v_j / r (with sum_j u_j^2 <= 1), and it is quadratic in a:
 
     L(a, w) = a^2 g(w, w) - 2 a sum_j g(w, v_j) + L0,   L0 = E[f*(x)^2],
@@ -13,14 +13,16 @@ so the best a for a given w is a(w) = sum_j g(w, v_j) / g(w, w) and
 
 Closed forms (derived in the book chapter "The one-neuron student").
 
-erf(s x), with c = 2 s^2 (c = 1 for the paper's erf(x / sqrt 2)):
+erf(s x), with c = 2 s^2 (c = 1 for the paper's erf(x / sqrt 2))::
+
     a* = m,  |w*|^2 = 1 / (m (1 + c) - c),  w* = |w*| sum_j v_j / sqrt(m),
     L*(m) = (2/pi) [m arcsin(c/(1+c)) - m^2 arcsin(c/(m (1+c)))],
     L*(m) = (2/pi) [m (arcsin q - q) - q^3 / (6 m)] + O(m^-3),  q = c/(1+c).
     The non-trivial critical points (a != 0) are exactly (a*, w*) and its mirror
     image (-a*, -w*), both global minima.
 
-ReLU (1-homogeneous: (a, w) -> (a / t, t w) leaves f unchanged, only a |w| matters):
+ReLU (1-homogeneous: (a, w) -> (a / t, t w) leaves f unchanged, only ``a |w|`` matters)::
+
     w* along sum_j v_j,  a* |w*| = P(m) = [sqrt(m (m-1)) + sqrt(m) (pi/2 + arcsin(1/sqrt m))] / pi,
     L*(m) = m/2 + m (m-1) / (2 pi) - P(m)^2 / 2
           = (pi-1)/(2 pi^2) m^2 - m^(3/2)/(2 pi) + (3/8 - 1/(2 pi) - 1/(2 pi^2)) m
@@ -112,7 +114,7 @@ def _relu_product(m):
 
 
 def anti_average_product_relu(m: int) -> float:
-    """a |w| at the ReLU critical ray along -sum_j v_j: (m / pi) kappa(-1/sqrt m)."""
+    """``a |w|`` at the ReLU critical ray along -sum_j v_j: (m / pi) kappa(-1/sqrt m)."""
     m = _check_m(m)
     return (math.sqrt(m * (m - 1)) - math.sqrt(m) * math.acos(1 / math.sqrt(m))) / math.pi
 
@@ -144,7 +146,7 @@ class OneNeuronOptimum:
     a : float
         Outgoing weight a*.
     norm : float
-        |w*|.
+        ``|w*|``.
     loss : float
         L*(m).
     silent_loss : float
@@ -193,7 +195,7 @@ def _optimum_cached(m: int, act: Activation) -> OneNeuronOptimum:
 
 
 def one_neuron_optimum(m: int, activation: str | Activation) -> OneNeuronOptimum:
-    """a*, |w*| and L*(m) for m unit-orthonormal teacher neurons (see module docstring).
+    """a*, ``|w*|`` and L*(m) for m unit-orthonormal teacher neurons (see module docstring).
 
     Parameters
     ----------
@@ -243,9 +245,11 @@ def optimal_loss(m, activation: str | Activation):
 def optimal_loss_asymptote(m, activation: str | Activation):
     """The large-m expansion of L*(m) (erf: error O(m^-3); ReLU: error O(m^-1/2)).
 
-    erf:  (2/pi) [m (arcsin q - q) - q^3 / (6 m)],  q = c / (1 + c)
-    ReLU: (pi-1)/(2 pi^2) m^2 - m^1.5/(2 pi) + (3/8 - 1/(2 pi) - 1/(2 pi^2)) m
-          - sqrt(m)/(4 pi) - 1/(6 pi^2)
+    Formulas::
+
+        erf:  (2/pi) [m (arcsin q - q) - q^3 / (6 m)],  q = c / (1 + c)
+        ReLU: (pi-1)/(2 pi^2) m^2 - m^1.5/(2 pi) + (3/8 - 1/(2 pi) - 1/(2 pi^2)) m
+              - sqrt(m)/(4 pi) - 1/(6 pi^2)
     """
     act = get_activation(activation)
     mm = np.asarray(m, dtype=float)
@@ -278,9 +282,9 @@ def reduced_loss(norm: float, cosines, activation: str | Activation, a: float | 
     Parameters
     ----------
     norm : float
-        r = |w| > 0.
+        ``r = |w| > 0``.
     cosines : array_like, shape (m,)
-        u_j = w.v_j / |w|, with sum_j u_j^2 <= 1 (the rest of w lies outside
+        ``u_j = w.v_j / |w|``, with sum_j u_j^2 <= 1 (the rest of w lies outside
         the teacher's span).
     activation : str or Activation
     a : float, optional
@@ -448,7 +452,7 @@ def one_neuron_solution(teacher: Teacher, activation: str | Activation):
 
     For a unit-orthonormal teacher (orthonormal v_j, all a*_j = 1, in any
     orientation) the closed form (erf, ReLU) or the numerical solution of the
-    reduced problem (other activations) is used: w* = |w*| sum_j v_j / sqrt(m).
+    reduced problem (other activations) is used: ``w* = |w*| sum_j v_j / sqrt(m)``.
     For any other teacher: the best of 20 L-BFGS runs on the full loss from
     random starts (seed 0), a numerical answer without guarantee.
 
@@ -481,10 +485,10 @@ def one_neuron_critical_points(teacher: Teacher, activation: str | Activation) -
 
     For a unit-orthonormal teacher only. For erf and ReLU the list is complete
     (proved in the book): erf gives the optimum and its mirror image; ReLU gives
-    one representative (balanced, a = |w|) of each critical ray, the optimum
+    one representative (balanced, ``a = |w|``) of each critical ray, the optimum
     along +sum_j v_j and, for m >= 2, a saddle along -sum_j v_j. For the other
     activations the list holds the critical points on the two symmetric rays
-    +-sum_j v_j with |w| in [R_MIN, R_MAX]; critical points off these rays are
+    +-sum_j v_j with ``|w|`` in [R_MIN, R_MAX]; critical points off these rays are
     not searched for.
 
     Returns
@@ -576,7 +580,7 @@ def gelu_ray_loss(m: int, norm: float) -> float:
 def gelu_relu_limit(m: int) -> float:
     """The limit of :func:`gelu_ray_loss` as norm -> infinity.
 
-    With a |w| held fixed, a gelu(w.x) tends to a |w| relu(w.x / |w|), so the
+    With ``a |w|`` held fixed, ``a gelu(w.x)`` tends to ``a |w| relu(w.x / |w|)``, so the
     limit is the loss of the best ReLU neuron along sum_j v_j against the GELU
     teacher: L0 - (m E[relu(z1) gelu(z2)])^2 / E[relu(z)^2], cos(z1, z2) = 1/sqrt(m).
     """

@@ -14,7 +14,7 @@ def weight_space_trajectory(ax, result, teacher, reference=None, n_marks: int = 
 
     Each student incoming vector, projected onto span(v_1, v_2, v_3) (the teacher's
     first three vectors as axes), is drawn along the flow; circles at ``n_marks``
-    log-spaced times have an area proportional to |a_i|. The end point is a filled
+    log-spaced times have an area proportional to ``|a_i|``. The end point is a filled
     circle; ``reference`` (a (d,) vector, e.g. the one-neuron solution's w) a star.
     ``flip_negative`` draws neurons that end with a_i < 0 as (-a_i, -w_i), the same
     function for an odd activation.
@@ -44,7 +44,7 @@ def weight_space_trajectory(ax, result, teacher, reference=None, n_marks: int = 
 
 
 def overlap_heatmap(ax, W, teacher, title="", signs=None):
-    """Panel A2: the overlaps u_ij = w_i . v_j / |w_i| of the end point, annotated.
+    """Panel A2: the overlaps ``u_ij = w_i . v_j / |w_i|`` of the end point, annotated.
 
     ``signs`` (n,) multiplies each row (e.g. the signs of a_i, for odd activations).
     """
