@@ -224,13 +224,14 @@ def test_committed_lib_hash_is_the_hash_of_the_library_that_made_them(path, tmp_
     for name in _git("ls-tree", "--name-only", f"{commit}:lib/copyaverage").split():
         if name.endswith(".py"):
             (pkg / name).write_text(_git("show", f"{commit}:lib/copyaverage/{name}"))
-    consts = {}  # the hashing parameters of that version of store.py
+    consts = {"HASH_SCHEME": 1}  # the hashing parameters of that version of store.py
     for line in (pkg / "store.py").read_text().splitlines():
-        for key in ("FORMAT_VERSION", "_ROOT_MODULES"):
+        for key in ("FORMAT_VERSION", "_ROOT_MODULES", "HASH_SCHEME"):
             if line.startswith(f"{key} = "):
                 consts[key] = ast.literal_eval(line.split("=", 1)[1].strip())
     meta = json.loads((path / "meta.json").read_text())
-    assert code_hash(consts["_ROOT_MODULES"], pkg, consts["FORMAT_VERSION"]) == meta["lib_hash"]
+    assert code_hash(consts["_ROOT_MODULES"], pkg, consts["FORMAT_VERSION"],
+                     consts["HASH_SCHEME"]) == meta["lib_hash"]
 
 
 # ------------------------------------------- where the committed results are --

@@ -73,9 +73,18 @@ def test_code_hash_follows_the_import_closure(tmp_path):
     h0 = code_hash(package_dir=pkg)
     (pkg / "book_only.py").write_text("x = 1\n")  # not imported by the flow: same hash
     assert code_hash(package_dir=pkg) == h0
-    with open(pkg / "rkc.py", "a") as f:  # imported by the flow: new hash
-        f.write("\n# a change\n")
+    with open(pkg / "rkc.py", "a") as f:  # a comment in a flow module: same hash
+        f.write("\n# a comment\n")
+    assert code_hash(package_dir=pkg) == h0
+    source = (pkg / "rkc.py").read_text()
+    (pkg / "rkc.py").write_text(source.replace('"""', '"""Edited docs. ', 1))  # docstring only
+    assert code_hash(package_dir=pkg) == h0
+    assert code_hash(package_dir=pkg, scheme=1) != code_hash(package_dir=pkg)
+    with open(pkg / "rkc.py", "a") as f:  # code in a flow module: new hash
+        f.write("\nA_CHANGE = 1\n")
     assert code_hash(package_dir=pkg) != h0
+    with pytest.raises(ValueError, match="scheme"):
+        code_hash(package_dir=pkg, scheme=3)
 
 
 def test_code_change_recomputes(tmp_path, small_result):

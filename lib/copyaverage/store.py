@@ -64,6 +64,8 @@ __all__ = [
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _ROOT_MODULES = ("flow", "sweep", "store")
 FORMAT_VERSION = 3
+#: How :func:`code_hash` reads a module: 1 = its bytes, 2 = its code without docstrings.
+HASH_SCHEME = 2
 #: Names of the directories a store writes (:attr:`ResultStore.dir`: 16 hex digits of a code
 #: hash) and of the files in them (64 hex digits of a parameter hash + ``.npz``, or a
 #: temporary ``.tmp`` file of :func:`atomic_write`); :meth:`ResultStore.prune` removes nothing else.
@@ -125,18 +127,36 @@ def source_files(roots=_ROOT_MODULES, package_dir: Path = _PACKAGE_DIR) -> list[
     return sorted(package_dir / f"{name}.py" for name in seen)
 
 
-def code_hash(roots=_ROOT_MODULES, package_dir: Path = _PACKAGE_DIR,
-              format_version: int = FORMAT_VERSION) -> str:
-    """SHA-256 (hex) of the store format and the names and contents of :func:`source_files`.
+def _without_docstrings(path: Path) -> bytes:
+    """The module's code as ``ast.unparse`` writes it, without docstrings or comments."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree).encode()
 
-    ``format_version`` is this module's ``FORMAT_VERSION`` unless given (to
-    recompute the hash of an older version of the library from its files).
+
+def code_hash(roots=_ROOT_MODULES, package_dir: Path = _PACKAGE_DIR,
+              format_version: int = FORMAT_VERSION, scheme: int = HASH_SCHEME) -> str:
+    """SHA-256 (hex) of the store format and the names and code of :func:`source_files`.
+
+    Scheme 2 (this version) hashes each module's code without its docstrings and
+    comments (:func:`ast.unparse` of the parsed module), so that editing
+    documentation does not invalidate stored runs; scheme 1 hashed the file bytes.
+    ``format_version`` and ``scheme`` are this module's unless given (to recompute
+    the hash of an older version of the library from its files).
     """
+    if scheme not in (1, 2):
+        raise ValueError(f"unknown code-hash scheme {scheme!r}: 1 (file bytes) or 2 (code "
+                         f"without docstrings)")
     h = hashlib.sha256()
     h.update(f"format {format_version}\n".encode())
     for path in source_files(roots, package_dir):
         h.update(path.name.encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
+        h.update((path.read_bytes() if scheme == 1 else _without_docstrings(path)) + b"\0")
     return h.hexdigest()
 
 
