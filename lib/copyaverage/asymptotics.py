@@ -26,19 +26,20 @@ Three boundaries in the student width n, for teacher width k:
 
 ``CA saddle onset``
     the smallest n from which the CA optimum has a negative Hessian eigenvalue
-    (in the std_m component: the averaging neuron tilting within its group
-    while all copies shift together). :func:`ca_saddle_onset` finds it for any
-    k by bisection on one 2 x 2 block (cost independent of k). The size of the
-    averaged group there, m* = k - n* (real n), grows like c sqrt(k) with::
+    (in the std_m component: the averaging neuron tilting within its group of
+    m = k - n + 1 teacher neurons while all p = n - 1 copies shift together).
+    :func:`ca_saddle_onset` finds it for any k by bisection on that 2 x 2 block
+    (cost independent of k). For erf(x / sqrt 2) the block is singular exactly
+    where (:func:`ca_saddle_equation`)
 
-        c = |E sigma'''(z)| / sqrt(2 Var sigma'(z))   (0.89890 for erf(x / sqrt 2)).
+        p (1 / F(m) - 1) = pi V = 2 / sqrt(3) - 1,
+        F(m) = (1 - x) / (1 - x / 2)^(3/2),  x = 1 / (2 m^2),
 
-    This constant is a conjecture identified from the numbers: the block gives
-    m* / sqrt(k) approaching it with a k^(-1/2) correction up to k = 10^8, for
-    four erf scales (the book shows the check). A balance argument explains the
-    sqrt(k): tilting the averaging neuron costs a linear error that the n - 1
-    copies can absorb at a fluctuation cost ~ m V / n, and gains ~ 1 / m from the
-    cubic part of the averaged teacher neurons.
+    and indefinite (a saddle) for smaller m; the book derives it. Since
+    1 / F - 1 = 1 / (8 m^2) + O(m^-4), the onset is at m* = c sqrt(k) (1 + O(1 / sqrt k))
+    with c = 1 / sqrt(8 (2 / sqrt 3 - 1)) = 0.89890. For other erf scales the
+    numbers agree with c = abs(E sigma'''(z)) / sqrt(2 Var sigma'(z))
+    (:func:`ca_saddle_constant`; a conjecture there, checked to 2e-4 at k = 10^8).
 
 ``perturbed-copy minimum onset``
     the smallest n from which the perturbed copy has no negative Hessian
@@ -67,6 +68,7 @@ from .exact_transition import (
 
 __all__ = [
     "ca_saddle_constant",
+    "ca_saddle_equation",
     "ca_saddle_onset",
     "gaussian_moments",
     "loss_crossing_limit",
@@ -116,6 +118,28 @@ def ca_saddle_constant(activation: str | Activation = "erf") -> float:
     (module docstring)."""
     g = gaussian_moments(activation)
     return abs(g["third"]) / math.sqrt(2.0 * g["V"])
+
+
+def ca_saddle_equation(m, p):
+    """p (1 / F(m) - 1) - (2 / sqrt 3 - 1), for erf(x / sqrt 2).
+
+    Zero where the CA optimum's std_m block is singular, positive where the CA
+    optimum is a saddle (module docstring; derived in the book's
+    exact-transition chapter).
+
+    Parameters
+    ----------
+    m : float or array, >= 2
+        Size of the averaged group, k - n + 1.
+    p : float or array, >= 1
+        Number of copies, n - 1.
+    """
+    m, p = np.asarray(m, dtype=float), np.asarray(p, dtype=float)
+    if np.any(~np.isfinite(m)) or np.any(m < 2) or np.any(~np.isfinite(p)) or np.any(p < 1):
+        raise ValueError(f"need real m >= 2 and p >= 1, got m = {m}, p = {p}")
+    x = 0.5 / (m * m)
+    inv_f_minus_1 = np.expm1(1.5 * np.log1p(-0.5 * x) - np.log1p(-x))  # 1 / F - 1, accurately
+    return p * inv_f_minus_1 - (2.0 / math.sqrt(3.0) - 1.0)
 
 
 def _check_k(k, smallest):
