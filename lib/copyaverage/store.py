@@ -144,7 +144,7 @@ def code_hash(roots=_ROOT_MODULES, package_dir: Path = _PACKAGE_DIR,
     """SHA-256 (hex) of the store format and the names and code of :func:`source_files`.
 
     Scheme 2 (this version) hashes each module's code without its docstrings and
-    comments (:func:`ast.unparse` of the parsed module), so that editing
+    comments (``ast.unparse`` of the parsed module), so that editing
     documentation does not invalidate stored runs; scheme 1 hashed the file bytes.
     ``format_version`` and ``scheme`` are this module's unless given (to recompute
     the hash of an older version of the library from its files).
