@@ -165,7 +165,10 @@ def test_verify_sample_checks_the_stored_loss_and_converged_flag(small, tmp_path
     changed = _tampered_copy(out, tmp_path, rows={(0, "loss"): table.loss[0] + 1e-6,
                                                   (2, "converged"): False})
     check = verify_sample(changed, m=4, seed=0).set_index("run")
-    assert not check.matches.loc[0] and not check.matches.loc[2], check
+    # run 2 is stored as not converged: not re-run (its end point may depend on the
+    # machine's speed); relabel finds the false flag (test below)
+    assert list(check.index) == [0, 1, 3]
+    assert not check.matches.loc[0], check
     assert check.matches.loc[[1, 3]].all()
 
 

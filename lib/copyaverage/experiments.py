@@ -334,7 +334,7 @@ def _weight_difference(a1, W1, a2, W2) -> float:
 
 def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
                   loss_atol: float = LOSS_ATOL):
-    """Re-run ``m`` randomly chosen stored runs and compare with what is stored.
+    """Re-run ``m`` randomly chosen converged stored runs and compare with what is stored.
 
     A re-run ``matches`` when it converged, the stored summary says it converged,
     its end point agrees with the stored one to ``atol`` in every entry of
@@ -351,7 +351,12 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
     specs, ends, table, _ = load_endpoints(path)
     rng = np.random.default_rng(seed)
     rows = []
-    for i in sorted(rng.choice(len(specs), size=min(m, len(specs)), replace=False)):
+    # Runs stored as not converged stopped at a wall-clock limit or a stall: their end
+    # points depend on the machine, so the sample is drawn from the converged ones.
+    pool = np.flatnonzero(table.converged.to_numpy(dtype=bool))
+    if pool.size == 0:
+        raise ValueError(f"{path}: no converged run to re-run")
+    for i in sorted(rng.choice(pool, size=min(m, pool.size), replace=False)):
         r = run(specs[i])
         a, W = ends[i]
         diff = _weight_difference(r.a, r.W, a, W)
@@ -505,9 +510,18 @@ class Experiment:
     name: str
     description: str
     init: str
+    k: int = 50
+    n_values: tuple = tuple(range(1, 50))
+    seeds: tuple = tuple(range(20))
 
     def specs(self) -> list[RunSpec]:
-        return k50_specs(init=self.init)
+        return grid("erf", self.k, list(self.n_values), list(self.seeds), self.init)
+
+
+def _width_experiment(k: int, n_lo: int, n_hi: int) -> Experiment:
+    """Basins across teacher widths: erf, Glorot, 20 seeds, n_lo <= n <= n_hi."""
+    return Experiment(f"erf_k{k}", f"erf, k = {k}, n = {n_lo}..{n_hi}, 20 Glorot seeds "
+                      f"(basins across teacher widths)", "glorot", k, tuple(range(n_lo, n_hi + 1)))
 
 
 #: The experiments whose end points are committed under ``results/<name>/``.
@@ -516,6 +530,10 @@ EXPERIMENTS = {
                           "glorot"),
     "erf_k50_gaussian": Experiment("erf_k50_gaussian", "the same 980 runs from Gaussian std-0.1 "
                                    "starts", "gaussian"),
+    # basins across k (0.3 k to 0.8 k at least; every n for k <= 30)
+    "erf_k20": _width_experiment(20, 1, 19),
+    "erf_k30": _width_experiment(30, 1, 29),
+    "erf_k40": _width_experiment(40, 12, 32),
 }
 
 
