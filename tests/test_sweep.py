@@ -77,21 +77,28 @@ def test_sigterm_stops_the_workers(tmp_path):
     """))
     log = open(tmp_path / "stderr.txt", "w")  # loky's resource tracker complains when killed
     proc = subprocess.Popen([sys.executable, str(script)], stderr=log)
-    try:
+    spawned = []  # the sweep's processes only: pytest's own helpers (loky's resource
+    try:          # tracker of earlier in-process sweeps) must survive this test
         parent = psutil.Process(proc.pid)
         deadline = time.time() + 60
         workers = []
         while time.time() < deadline and len(workers) < 2:
             time.sleep(0.5)
-            workers = [p for p in parent.children(recursive=True)
-                       if p.cpu_times().user > 0.5]  # workers busy with a run
+            spawned = parent.children(recursive=True)
+            workers = [p for p in spawned if p.cpu_times().user > 0.5]  # busy with a run
         assert len(workers) >= 2, "the sweep did not start two busy workers"
-        everyone = parent.children(recursive=True)
+        spawned = parent.children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-        gone, alive = psutil.wait_procs(everyone, timeout=10)
+        gone, alive = psutil.wait_procs(spawned, timeout=10)
         assert not alive, f"{len(alive)} worker processes still running after SIGTERM"
     finally:
-        for p in psutil.Process().children(recursive=True):
-            p.kill()
+        for p in spawned:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
         log.close()
