@@ -109,12 +109,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _jobs(text: str) -> int:
-    """An argparse type: a number of workers, >= 1 or -1 (all cores)."""
+def _integer(text: str) -> int:
+    """``int(text)``, or the argparse error that names the text."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _jobs(text: str) -> int:
+    """An argparse type: a number of workers, >= 1 or -1 (all cores)."""
+    value = _integer(text)
     if value < 1 and value != -1:
         raise argparse.ArgumentTypeError(f"must be >= 1, or -1 for all cores; got {value}")
     return value
@@ -122,20 +127,15 @@ def _jobs(text: str) -> int:
 
 def _count(text: str) -> int:
     """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
     return value
 
 
 def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    """An argparse type: an integer >= 0."""
+    value = _integer(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
     return value
