@@ -134,14 +134,12 @@ def test_coordinates_reject_what_is_not_a_perturbed_copy():
 
 def test_ca_saddle_equation_is_the_block_onset():
     """The closed form for erf(x / sqrt 2) against the 2 x 2 block (bisection)."""
-    from scipy.optimize import brentq
-
-    from copyaverage.asymptotics import ca_saddle_equation
+    from copyaverage.asymptotics import ca_saddle_equation, ca_saddle_onset_closed_form
 
     for k in (20, 50, 100, 10**4):
-        top = min(5 * math.sqrt(k) + 5, k - 1)
-        m = brentq(lambda m: ca_saddle_equation(m, k - m), 2, top, xtol=1e-12)
-        assert k - m + 1 == pytest.approx(ca_saddle_onset(k), abs=1e-7)
+        n = ca_saddle_onset_closed_form(k)
+        assert abs(ca_saddle_equation(k - n + 1, n - 1)) <= 1e-12  # a root indeed
+        assert n == pytest.approx(ca_saddle_onset(k), abs=1e-7)
     # 1 / F(m) - 1 = 1 / (8 m^2) + O(m^-4): the constant c
     m = np.array([1e2, 1e3, 1e4])
     excess = ca_saddle_equation(m, 1.0) + (2 / math.sqrt(3) - 1)  # = 1 / F - 1 at p = 1

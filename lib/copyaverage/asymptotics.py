@@ -70,6 +70,7 @@ __all__ = [
     "ca_saddle_constant",
     "ca_saddle_equation",
     "ca_saddle_onset",
+    "ca_saddle_onset_closed_form",
     "gaussian_moments",
     "loss_crossing_limit",
     "loss_gap_limit",
@@ -140,6 +141,19 @@ def ca_saddle_equation(m, p):
     x = 0.5 / (m * m)
     inv_f_minus_1 = np.expm1(1.5 * np.log1p(-0.5 * x) - np.log1p(-x))  # 1 / F - 1, accurately
     return p * inv_f_minus_1 - (2.0 / math.sqrt(3.0) - 1.0)
+
+
+def ca_saddle_onset_closed_form(k) -> float:
+    """Real n at which the CA optimum becomes a saddle, from :func:`ca_saddle_equation`
+    (erf(x / sqrt 2) only), for real k >= 20: the root in m of
+    ``ca_saddle_equation(m, k - m)``, returned as n = k - m + 1.
+
+    More accurate than :func:`ca_saddle_onset` for very large k (no block to round).
+    """
+    k = _check_k(k, 20)
+    top = min(5.0 * math.sqrt(k) + 5.0, k - 1.0)
+    m = brentq(lambda m: float(ca_saddle_equation(m, k - m)), 2.0, top, xtol=1e-12)
+    return k - m + 1.0
 
 
 def _check_k(k, smallest):
