@@ -20,7 +20,8 @@ objects (:class:`scipy.integrate.OdeSolver`, the machinery behind
     ReLU) use scipy's ``BDF`` from the start: there a Hessian costs about as much
     as a few gradients, and BDF needs ~150-250 steps and ~500 gradients where
     RKC needs ~300 steps and ~2,000-3,500 gradient evaluations (the book's
-    k <= 12 grids; ``benchmarks/bench_bdf_first.py`` measures it).
+    k <= 12 grids; measured by ``benchmarks/bench_engine_versions.py`` against commit
+    7e65b55 and by ``benchmarks/bench_peers.py``).
 ``"rkc"``, ``"bdf"``, ``"lsoda"``, ``"radau"``
     One solver throughout (the implicit ones with the exact Hessian as Jacobian).
 
