@@ -504,7 +504,13 @@ class Experiment:
         directory under ``results/``.
     description : str
     init : {"glorot", "gaussian"}
-        Initialization of the k = 50 grid (:func:`k50_specs`).
+        Initialization scheme (:func:`copyaverage.configurations.initialize`).
+    k : int
+        Teacher neurons (unit-orthonormal teacher, d = k + 1).
+    n_values, seeds : tuple of int
+        Student widths and seeds; the runs are every combination (erf).
+    std : float
+        Standard deviation of every initial weight for ``init="gaussian"``.
     """
 
     name: str
@@ -513,9 +519,11 @@ class Experiment:
     k: int = 50
     n_values: tuple = tuple(range(1, 50))
     seeds: tuple = tuple(range(20))
+    std: float = 0.1
 
     def specs(self) -> list[RunSpec]:
-        return grid("erf", self.k, list(self.n_values), list(self.seeds), self.init)
+        return grid("erf", self.k, list(self.n_values), list(self.seeds), self.init,
+                    std=self.std)
 
 
 def _width_experiment(k: int, n_lo: int, n_hi: int) -> Experiment:
@@ -534,6 +542,20 @@ EXPERIMENTS = {
     "erf_k20": _width_experiment(20, 1, 19),
     "erf_k30": _width_experiment(30, 1, 29),
     "erf_k40": _width_experiment(40, 12, 32),
+    # k = 70 and 100: every n would cost too much on two cores, so a window of +-6 around
+    # the switch that H1 predicts (pc_minimum_from + 2 = 32 and 44), chosen before the runs
+    "erf_k70": _width_experiment(70, 26, 38),
+    "erf_k100": _width_experiment(100, 38, 50),
+    # basins against the scale of the initialization (std 0.1 is erf_k50_gaussian)
+    **{f"erf_k50_s{label}": Experiment(
+        f"erf_k50_s{label}", f"erf, k = 50, n = 15..40, 20 seeds, every initial weight "
+        f"N(0, {label}^2) (basins against initialization scale)", "gaussian",
+        n_values=tuple(range(15, 41)), std=std)
+       for label, std in (("1e-3", 1e-3), ("1e-2", 1e-2), ("1", 1.0))},
+    # basin fractions near the switch (n_sw = 24) with binomial half-widths < 0.07
+    "erf_k50_seeds200": Experiment(
+        "erf_k50_seeds200", "erf, k = 50, n = 23, 24, 25, 200 Glorot seeds (basin fractions "
+        "near the switch)", "glorot", n_values=(23, 24, 25), seeds=tuple(range(200))),
 }
 
 
