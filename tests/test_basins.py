@@ -1,0 +1,75 @@
+"""Features along the flow and the one-threshold rules of the basins chapter."""
+
+import numpy as np
+import pytest
+
+from copyaverage.basins import (FEATURES, Stump, _features, fit_stump, flow_features,
+                                stump_accuracy)
+from copyaverage.configurations import copy_average_point
+from copyaverage.flow import gradient_flow
+from copyaverage.loss import population_loss
+from copyaverage.sweep import RunSpec
+from copyaverage.teacher import Teacher
+
+
+def test_fit_stump_separates_separable_data_in_either_direction():
+    x = np.array([0.1, 0.5, 0.2, 3.0, 2.5, 4.0])
+    y = np.array([0, 0, 0, 1, 1, 1], dtype=bool)
+    up, acc = fit_stump(x, y, "x")
+    assert acc == 1.0 and up.sign == 1 and 0.5 < up.threshold < 2.5
+    down, acc = fit_stump(x, ~y, "x")
+    assert acc == 1.0 and down.sign == -1
+    assert stump_accuracy(up, [0.0, 10.0], [False, True]) == 1.0
+
+
+def test_fit_stump_is_never_worse_than_the_majority_class():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        x, y = rng.standard_normal(31), rng.random(31) < 0.3
+        _, acc = fit_stump(x, y)
+        assert acc >= max(y.mean(), 1 - y.mean()) - 1e-12
+
+
+def test_fit_stump_rejects_bad_input():
+    with pytest.raises(ValueError, match="same non-zero length"):
+        fit_stump([1.0, 2.0], [True])
+    with pytest.raises(ValueError, match="non-finite"):
+        fit_stump([1.0, np.nan], [True, False], "f")
+
+
+def test_features_of_a_copy_average_point():
+    # k = 5, n = 3: groups (0), (1), (2, 3, 4): two copies, one average of three
+    T = Teacher.orthonormal(5, 6)
+    a, W = copy_average_point([(0,), (1,), (2, 3, 4)], T, "erf")
+    f = _features(a, W, T, "erf", population_loss(a, W, T, "erf"))
+    assert set(f) == set(FEATURES)
+    assert f["copies"] == 2 and f["largest_group"] == 3
+    assert f["mean_direction_cosine"] == pytest.approx(3 / np.sqrt(15), abs=1e-12)
+
+
+def test_flow_features_reads_the_flow_at_the_requested_times():
+    spec = RunSpec("erf", 6, 3, 0, "gaussian")
+    times = [0.0, 1.0, 10.0, 100.0]
+    table = flow_features(spec, times, per_decade=20)
+    assert list(table.t) == times and table.t_read.iloc[0] == 0.0
+    # the point read is within half a grid step of the requested time (log scale) or the
+    # solver's step past it
+    ratio = table.t_read.iloc[1:] / table.t.iloc[1:]
+    assert np.all(ratio > 10 ** (-0.5 / 20)) and np.all(ratio < 2.0)
+    a0, W0 = spec.start()
+    T = spec.teacher()
+    f0 = _features(a0, W0, T, "erf", population_loss(a0, W0, T, "erf"))
+    assert table.iloc[0][list(f0)].to_dict() == pytest.approx(f0)
+    # the loss decreases along the flow
+    assert np.all(np.diff(table.loss) < 0)
+    full = gradient_flow(a0, W0, T, "erf", trajectory_per_decade=20)
+    i = np.argmin(np.abs(np.log(full.trajectory.t[1:] / 10.0))) + 1
+    assert table.loss.iloc[2] == pytest.approx(full.trajectory.loss[i], rel=0.05)
+
+
+def test_flow_features_rejects_bad_times():
+    spec = RunSpec("erf", 4, 2, 0)
+    with pytest.raises(ValueError, match="times"):
+        flow_features(spec, [-1.0])
+    with pytest.raises(ValueError, match="per_decade"):
+        flow_features(spec, [1.0], per_decade=0)
