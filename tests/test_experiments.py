@@ -267,3 +267,16 @@ def test_an_installed_package_finds_the_checkout_it_runs_in_or_says_there_is_non
     assert ex.committed_results_dir("erf_k50", root=tmp_path / "r") == tmp_path / "r" / "erf_k50"
     monkeypatch.setenv(ex.RESULTS_ENV, str(ROOT / "results"))
     assert ex.K50_GAUSSIAN_DIR == ROOT / "results" / "erf_k50_gaussian"
+
+
+def test_verify_sample_max_seconds_draws_only_from_the_fast_runs(small):
+    out, specs, results = small
+    table = pd.read_csv(out / "summary.csv")
+    fastest = float(table.time.min())
+    check = verify_sample(out, m=4, seed=0, max_seconds=fastest)
+    assert list(check.run) == list(np.flatnonzero(table.time.to_numpy() <= fastest))[:4]
+    assert check.matches.all()
+    with pytest.raises(ValueError, match="<= 1e-09 s"):
+        verify_sample(out, m=1, max_seconds=1e-9)
+    with pytest.raises(ValueError, match="max_seconds must be a positive"):
+        verify_sample(out, m=1, max_seconds=0)

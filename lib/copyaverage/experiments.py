@@ -333,8 +333,12 @@ def _weight_difference(a1, W1, a2, W2) -> float:
 
 
 def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
-                  loss_atol: float = LOSS_ATOL):
+                  loss_atol: float = LOSS_ATOL, max_seconds: float | None = None):
     """Re-run ``m`` randomly chosen converged stored runs and compare with what is stored.
+
+    ``max_seconds`` (optional) draws only from runs whose stored wall time (column
+    ``time`` of the summary) is at most that many seconds, for experiments whose
+    slowest runs would make a build too long; say so wherever the check is reported.
 
     A re-run ``matches`` when it converged, the stored summary says it converged,
     its end point agrees with the stored one to ``atol`` in every entry of
@@ -353,9 +357,15 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
     rows = []
     # Runs stored as not converged stopped at a wall-clock limit or a stall: their end
     # points depend on the machine, so the sample is drawn from the converged ones.
-    pool = np.flatnonzero(table.converged.to_numpy(dtype=bool))
+    eligible = table.converged.to_numpy(dtype=bool).copy()
+    if max_seconds is not None:
+        if not max_seconds > 0:
+            raise ValueError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+        eligible &= table.time.to_numpy(dtype=float) <= max_seconds
+    pool = np.flatnonzero(eligible)
     if pool.size == 0:
-        raise ValueError(f"{path}: no converged run to re-run")
+        raise ValueError(f"{path}: no converged run to re-run"
+                         + (f" among those that took <= {max_seconds} s" if max_seconds else ""))
     for i in sorted(rng.choice(pool, size=min(m, pool.size), replace=False)):
         r = run(specs[i])
         a, W = ends[i]
