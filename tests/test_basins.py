@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from copyaverage.basins import (FEATURES, Stump, _features, fit_stump, flow_features,
+from copyaverage.basins import (FEATURES, Stump, fit_stump, flow_features, student_features,
                                 stump_accuracy)
 from copyaverage.configurations import copy_average_point
 from copyaverage.flow import gradient_flow
@@ -41,10 +41,14 @@ def test_features_of_a_copy_average_point():
     # k = 5, n = 3: groups (0), (1), (2, 3, 4): two copies, one average of three
     T = Teacher.orthonormal(5, 6)
     a, W = copy_average_point([(0,), (1,), (2, 3, 4)], T, "erf")
-    f = _features(a, W, T, "erf", population_loss(a, W, T, "erf"))
+    f = student_features(a, W, T, "erf", population_loss(a, W, T, "erf"))
     assert set(f) == set(FEATURES)
     assert f["copies"] == 2 and f["largest_group"] == 3
     assert f["mean_direction_cosine"] == pytest.approx(3 / np.sqrt(15), abs=1e-12)
+    # the same function with the first neuron's signs flipped has the same features
+    a2, W2 = a.copy(), W.copy()
+    a2[0], W2[0] = -a2[0], -W2[0]
+    assert student_features(a2, W2, T, "erf", 0.0) | {"loss": f["loss"]} == pytest.approx(f)
 
 
 def test_flow_features_reads_the_flow_at_the_requested_times():
@@ -58,7 +62,7 @@ def test_flow_features_reads_the_flow_at_the_requested_times():
     assert np.all(ratio > 10 ** (-0.5 / 20)) and np.all(ratio < 2.0)
     a0, W0 = spec.start()
     T = spec.teacher()
-    f0 = _features(a0, W0, T, "erf", population_loss(a0, W0, T, "erf"))
+    f0 = student_features(a0, W0, T, "erf", population_loss(a0, W0, T, "erf"))
     assert table.iloc[0][list(f0)].to_dict() == pytest.approx(f0)
     # the loss decreases along the flow
     assert np.all(np.diff(table.loss) < 0)

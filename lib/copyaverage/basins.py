@@ -28,16 +28,16 @@ from .loss import unpack
 from .store import atomic_write, code_hash
 from .sweep import RunSpec
 
-__all__ = ["FEATURES", "FEATURE_TIMES", "flow_features", "feature_table", "write_feature_table",
+__all__ = ["FEATURES", "FEATURE_TIMES", "student_features", "flow_features", "feature_table", "write_feature_table",
            "load_feature_table", "Stump", "fit_stump", "stump_accuracy"]
 
 #: Features read off a student (a, W) of a unit-orthonormal teacher, and what they mean.
 FEATURES = {
     "max_abs_a": "largest outgoing weight max_i |a_i|",
-    "mean_direction_cosine": "largest cosine between a student neuron and the mean "
-                             "teacher direction (v_1 + ... + v_k) / sqrt(k)",
+    "mean_direction_cosine": "largest cosine between a student neuron sign(a_i) w_i and the "
+                             "mean teacher direction (v_1 + ... + v_k) / sqrt(k)",
     "copies": "number of distinct teacher neurons that some student neuron copies "
-              "(cosine >= 0.9)",
+              "(cosine of sign(a_i) w_i with it >= 0.9)",
     "largest_group": "size of the largest group of the nearest CA configuration "
                      "(teacher neuron j goes to argmax_i a_i w_i . v_j)",
     "loss": "population loss",
@@ -50,8 +50,12 @@ COPY_COSINE = 0.9
 FEATURE_TIMES = (0.0, 1.0, 10.0, 100.0, 300.0)
 
 
-def _features(a, W, teacher, activation, loss) -> dict:
+def student_features(a, W, teacher, activation, loss) -> dict:
+    """Every feature of :data:`FEATURES` for the student (a, W); ``loss`` is its loss."""
     V = teacher.V
+    # erf is odd: (a_i, w_i) and (-a_i, -w_i) are the same neuron, so directions are read
+    # with the sign of a_i (as in copyaverage.classify)
+    W = np.where(a < 0, -1.0, 1.0)[:, None] * W
     norms = np.linalg.norm(W, axis=1)
     cos = (W @ V.T) / np.where(norms > 0, norms, 1.0)[:, None]
     mean_dir = V.sum(axis=0) / np.sqrt(len(V))
@@ -99,7 +103,7 @@ def flow_features(spec: RunSpec, times, per_decade: int = 20) -> pd.DataFrame:
             i = int(positive[np.argmin(np.abs(np.log(tr.t[positive] / t)))])
         a, W = unpack(tr.theta[i], n, d)
         rows.append(dict(t=float(t), t_read=float(tr.t[i]),
-                         **_features(a, W, teacher, spec.activation, tr.loss[i])))
+                         **student_features(a, W, teacher, spec.activation, tr.loss[i])))
     return pd.DataFrame(rows)
 
 
@@ -166,11 +170,12 @@ def write_feature_table(experiment: str, out, *, n_jobs: int = 2, progress: bool
     """Compute :func:`feature_table` for the runs of committed experiment ``experiment``
     and write ``features.csv`` and ``meta.json`` (command, code hash, date, machine,
     wall time) to ``out``, each atomically."""
-    from .experiments import EXPERIMENTS
+    from .experiments import EXPERIMENTS, PLANNED
 
-    if experiment not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {experiment!r}; known: {', '.join(EXPERIMENTS)}")
-    specs = EXPERIMENTS[experiment].specs()
+    known = {**EXPERIMENTS, **PLANNED}
+    if experiment not in known:
+        raise ValueError(f"unknown experiment {experiment!r}; known: {', '.join(known)}")
+    specs = known[experiment].specs()
     start = time.perf_counter()
     table = feature_table(specs, n_jobs=n_jobs, progress=progress)
     elapsed = time.perf_counter() - start

@@ -197,7 +197,7 @@ difference; 2 a usage error (nothing was computed); 130 Ctrl-C; 143 SIGTERM.
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from .activations import ACTIVATIONS
-    from .experiments import EXPERIMENTS
+    from .experiments import EXPERIMENTS, PLANNED
     from .flow import SCHEMES
     from .ode import METHODS
 
@@ -287,17 +287,20 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
     names = "\n".join(f"  {e.name:<18} {e.description}" for e in EXPERIMENTS.values())
+    planned = "\n".join(f"  {e.name:<18} {e.description}" for e in PLANNED.values())
     c = sub.add_parser("recompute", formatter_class=_Formatter,
                        help="run a committed experiment again and write its files",
                        description=_text("Run every run of a committed experiment (through the "
                                          "result store, so an interrupted run resumes) and write "
                                          "endpoints.npz, summary.csv and meta.json.")
-                       + "\n\nexperiments:\n" + names,
+                       + "\n\nexperiments:\n" + names
+                       + ("\n\nplanned (defined, results not committed yet):\n" + planned
+                          if PLANNED else ""),
                        epilog="examples:\n"
                               "  copyaverage recompute erf_k50 --jobs 2\n"
                               "  copyaverage recompute erf_k50_gaussian --out /tmp/k50g")
-    c.add_argument("experiment", choices=list(EXPERIMENTS), metavar="EXPERIMENT",
-                   help="one of: " + ", ".join(EXPERIMENTS))
+    c.add_argument("experiment", choices=list(EXPERIMENTS) + list(PLANNED), metavar="EXPERIMENT",
+                   help="one of: " + ", ".join(list(EXPERIMENTS) + list(PLANNED)))
     c.add_argument("--out", type=_directory, default=None, metavar="DIR",
                    help="output directory (default: results/<EXPERIMENT> of the repository "
                         "checkout; outside a checkout --out is required)")

@@ -39,6 +39,7 @@ from .sweep import RunSpec, StartSpec, grid, run, sweep
 
 __all__ = [
     "EXPERIMENTS",
+    "PLANNED",
     "Experiment",
     "committed_results_dir",
     "find_checkout",
@@ -542,6 +543,13 @@ def _width_experiment(k: int, n_lo: int, n_hi: int) -> Experiment:
                       f"(basins across teacher widths)", "glorot", k, tuple(range(n_lo, n_hi + 1)))
 
 
+def _scale_experiment(label: str, std: float) -> Experiment:
+    """Basins against the initialization scale: k = 50, n = 15..40, every weight N(0, std^2)."""
+    return Experiment(f"erf_k50_s{label}", f"erf, k = 50, n = 15..40, 20 seeds, every initial "
+                      f"weight N(0, {label}^2) (basins against initialization scale)", "gaussian",
+                      n_values=tuple(range(15, 41)), std=std)
+
+
 #: The experiments whose end points are committed under ``results/<name>/``.
 EXPERIMENTS = {
     "erf_k50": Experiment("erf_k50", "erf, k = 50, n = 1..49, 20 Glorot seeds (the paper)",
@@ -552,16 +560,19 @@ EXPERIMENTS = {
     "erf_k20": _width_experiment(20, 1, 19),
     "erf_k30": _width_experiment(30, 1, 29),
     "erf_k40": _width_experiment(40, 12, 32),
+    # basins against the scale of the initialization (std 0.1 is erf_k50_gaussian)
+    "erf_k50_s1e-3": _scale_experiment("1e-3", 1e-3),
+}
+
+#: Experiments defined (the recompute command runs them) whose results are not committed
+#: yet: too long for the sessions so far. The book names them as not computed.
+PLANNED = {
     # k = 70 and 100: every n would cost too much on two cores, so a window of +-6 around
     # the switch that H1 predicts (pc_minimum_from + 2 = 32 and 44), chosen before the runs
     "erf_k70": _width_experiment(70, 26, 38),
     "erf_k100": _width_experiment(100, 38, 50),
-    # basins against the scale of the initialization (std 0.1 is erf_k50_gaussian)
-    **{f"erf_k50_s{label}": Experiment(
-        f"erf_k50_s{label}", f"erf, k = 50, n = 15..40, 20 seeds, every initial weight "
-        f"N(0, {label}^2) (basins against initialization scale)", "gaussian",
-        n_values=tuple(range(15, 41)), std=std)
-       for label, std in (("1e-3", 1e-3), ("1e-2", 1e-2), ("1", 1.0))},
+    "erf_k50_s1e-2": _scale_experiment("1e-2", 1e-2),
+    "erf_k50_s1": _scale_experiment("1", 1.0),
     # basin fractions near the switch (n_sw = 24) with binomial half-widths < 0.07
     "erf_k50_seeds200": Experiment(
         "erf_k50_seeds200", "erf, k = 50, n = 23, 24, 25, 200 Glorot seeds (basin fractions "
@@ -570,8 +581,9 @@ EXPERIMENTS = {
 
 
 def committed_results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
-    """The directory of committed experiment ``name`` (a key of :data:`EXPERIMENTS`):
-    ``results_root(root) / name`` (see :func:`results_root`).
+    """The directory of committed experiment ``name`` (a key of :data:`EXPERIMENTS`, or of
+    :data:`PLANNED`: where it will be committed): ``results_root(root) / name`` (see
+    :func:`results_root`).
 
     ``K50_DIR`` and ``K50_GAUSSIAN_DIR`` of this module are
     ``committed_results_dir("erf_k50")`` and ``committed_results_dir("erf_k50_gaussian")``,
@@ -584,8 +596,9 @@ def committed_results_dir(name: str, root: str | os.PathLike | None = None) -> P
     FileNotFoundError
         Outside a checkout (see :func:`results_root`).
     """
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    if name not in EXPERIMENTS and name not in PLANNED:
+        raise ValueError(f"unknown experiment {name!r}; known: "
+                         f"{', '.join([*EXPERIMENTS, *PLANNED])}")
     return results_root(root) / name
 
 
@@ -602,7 +615,7 @@ def recompute_experiment(name: str, out: str | os.PathLike, *, n_jobs: int = 2, 
     DataFrame
         The summary table (:func:`summarize`).
     """
-    experiment = EXPERIMENTS[name]
+    experiment = {**EXPERIMENTS, **PLANNED}[name]
     specs = experiment.specs()
     start = time.perf_counter()
     results = sweep(specs, store=store, n_jobs=n_jobs, progress=progress, desc=name)
