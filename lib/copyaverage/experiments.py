@@ -562,6 +562,7 @@ EXPERIMENTS = {
     "erf_k40": _width_experiment(40, 12, 32),
     # basins against the scale of the initialization (std 0.1 is erf_k50_gaussian)
     "erf_k50_s1e-3": _scale_experiment("1e-3", 1e-3),
+    "erf_k50_s1e-2": _scale_experiment("1e-2", 1e-2),
 }
 
 #: Experiments defined (the recompute command runs them) whose results are not committed
@@ -571,7 +572,6 @@ PLANNED = {
     # the switch that H1 predicts (pc_minimum_from + 2 = 32 and 44), chosen before the runs
     "erf_k70": _width_experiment(70, 26, 38),
     "erf_k100": _width_experiment(100, 38, 50),
-    "erf_k50_s1e-2": _scale_experiment("1e-2", 1e-2),
     "erf_k50_s1": _scale_experiment("1", 1.0),
     # basin fractions near the switch (n_sw = 24) with binomial half-widths < 0.07
     "erf_k50_seeds200": Experiment(
