@@ -5,7 +5,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["weight_space_trajectory", "overlap_heatmap"]
+from .classify import CA_OPTIMUM, OTHER, OTHER_CA, PERTURBED_COPY
+
+__all__ = ["CLASS_COLORS", "weight_space_trajectory", "overlap_heatmap"]
+
+#: One colour per end-point class (:mod:`copyaverage.classify`), the same in every figure.
+CLASS_COLORS = {CA_OPTIMUM: "C0", OTHER_CA: "C1", PERTURBED_COPY: "C2", OTHER: "C3"}
 
 
 def weight_space_trajectory(ax, result, teacher, reference=None, n_marks: int = 8,
