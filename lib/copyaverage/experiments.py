@@ -515,7 +515,7 @@ class Experiment:
         directory under ``results/``.
     description : str
     init : {"glorot", "gaussian"}
-        Initialization scheme (:func:`copyaverage.configurations.initialize`).
+        Initialization scheme (:func:`copyaverage.flow.initialize`).
     k : int
         Teacher neurons (unit-orthonormal teacher, d = k + 1).
     n_values, seeds : tuple of int
