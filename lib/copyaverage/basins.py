@@ -11,10 +11,7 @@ score the simplest predictor, a threshold on one feature.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +22,7 @@ import pandas as pd
 
 from .flow import gradient_flow
 from .loss import unpack
-from .store import atomic_write, code_hash
+from .store import atomic_write
 from .sweep import RunSpec
 
 __all__ = ["FEATURES", "FEATURE_TIMES", "student_features", "flow_features", "feature_table", "write_feature_table",
@@ -170,7 +167,7 @@ def write_feature_table(experiment: str, out, *, n_jobs: int = 2, progress: bool
     """Compute :func:`feature_table` for the runs of committed experiment ``experiment``
     and write ``features.csv`` and ``meta.json`` (command, code hash, date, machine,
     wall time) to ``out``, each atomically."""
-    from .experiments import EXPERIMENTS, PLANNED
+    from .experiments import EXPERIMENTS, PLANNED, provenance
 
     known = {**EXPERIMENTS, **PLANNED}
     if experiment not in known:
@@ -183,11 +180,7 @@ def write_feature_table(experiment: str, out, *, n_jobs: int = 2, progress: bool
     atomic_write(out / "features.csv", lambda f: f.write(table.to_csv(index=False).encode()))
     meta = dict(command=command or f"python -m copyaverage.basins {experiment}",
                 experiment=experiment, times=list(FEATURE_TIMES), per_decade=20,
-                lib_hash=code_hash(), date=_dt.datetime.now(_dt.timezone.utc).isoformat(),
-                machine=dict(platform=platform.platform(), processor=platform.processor(),
-                             cpus=os.cpu_count(), python=platform.python_version(),
-                             numpy=np.__version__),
-                elapsed_seconds=elapsed, runs=len(specs))
+                **provenance(), elapsed_seconds=elapsed, runs=len(specs))
     atomic_write(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     return table
 

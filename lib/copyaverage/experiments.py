@@ -52,6 +52,7 @@ __all__ = [
     "run_grid",
     "k50_specs",
     "export_endpoints",
+    "provenance",
     "load_endpoints",
     "verify_sample",
     "relabel",
@@ -241,6 +242,14 @@ def k50_specs(n_values=range(1, 50), seeds=range(20), init: str = "glorot"):
     return grid("erf", 50, list(n_values), list(seeds), init)
 
 
+def provenance() -> dict:
+    """``lib_hash``, ``date`` (UTC, ISO 8601) and ``machine`` for a committed result's meta.json."""
+    return dict(lib_hash=code_hash(), date=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+                machine=dict(platform=platform.platform(), processor=platform.processor(),
+                             cpus=os.cpu_count(), python=platform.python_version(),
+                             numpy=np.__version__))
+
+
 def export_endpoints(specs, results, out: str | os.PathLike, command: str, elapsed: float):
     """Write end points, summary table and provenance of a sweep to ``out``.
 
@@ -258,11 +267,7 @@ def export_endpoints(specs, results, out: str | os.PathLike, command: str, elaps
     table = summarize(specs, results)
     atomic_write(out / "summary.csv", lambda f: f.write(table.to_csv(index=False).encode()))
     meta = dict(
-        command=command, lib_hash=code_hash(), date=_dt.datetime.now(_dt.timezone.utc).isoformat(),
-        machine=dict(platform=platform.platform(), processor=platform.processor(),
-                     cpus=os.cpu_count(), python=platform.python_version(),
-                     numpy=np.__version__),
-        elapsed_seconds=elapsed, runs=len(specs),
+        command=command, **provenance(), elapsed_seconds=elapsed, runs=len(specs),
         sum_of_run_seconds=float(sum(r.timings.get("total", 0.0) for r in results)),
         specs=[dict(s.params()) for s in specs],
     )
