@@ -1,51 +1,153 @@
-"""Figures shared by the book's experiment chapters (matplotlib; no computation here)."""
+"""Figures shared by the book's chapters (matplotlib; no computation here).
+
+The book's figure style lives here, once: :func:`use_book_style` sets it (every page
+calls it first) and :func:`glue_figure` checks that a finished figure keeps to it
+before handing it to the page. A page column shows about 700 px, so a figure at most
+:data:`FIGURE_WIDTH` inches wide is shown at (nearly) its own size, and text of at least
+:data:`MIN_FONT_PT` points stays at least 10 pt on the reader's screen.
+"""
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
 from .classify import CA_OPTIMUM, OTHER, OTHER_CA, PERTURBED_COPY
 
-__all__ = ["CLASS_COLORS", "weight_space_trajectory", "overlap_heatmap"]
+__all__ = ["CLASS_COLORS", "FIGURE_WIDTH", "MIN_FONT_PT", "BOOK_STYLE", "use_book_style",
+           "check_figure", "glue_figure", "NEURON_STYLES", "TEACHER_COLORS",
+           "overlap_trajectories", "norm_trajectories", "ordered_overlaps", "overlap_heatmap"]
+
+#: Widest figure, in inches: the width of the book's text column (about 700 px).
+FIGURE_WIDTH = 7.0
+#: Smallest font size, in points, of any text in a figure.
+MIN_FONT_PT = 10.0
+
+#: matplotlib settings of every figure in the book.
+BOOK_STYLE = {
+    "figure.figsize": (FIGURE_WIDTH, 3.6),
+    "figure.dpi": 150,            # crisp on high-density screens; shown at column width
+    "savefig.dpi": "figure",
+    "figure.constrained_layout.use": True,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "legend.frameon": False,
+    "figure.titlesize": 11,
+}
 
 #: One colour per end-point class (:mod:`copyaverage.classify`), the same in every figure.
 CLASS_COLORS = {CA_OPTIMUM: "C0", OTHER_CA: "C1", PERTURBED_COPY: "C2", OTHER: "C3"}
 
 
-def weight_space_trajectory(ax, result, teacher, reference=None, n_marks: int = 8,
-                            size_scale: float = 120.0, flip_negative: bool = False):
-    """Panel A1 of the paper's Figure 1 on a 3-D axis.
+def use_book_style() -> None:
+    """Apply :data:`BOOK_STYLE` (call once at the top of a page, before any figure)."""
+    mpl.rcParams.update(BOOK_STYLE)
 
-    Each student incoming vector, projected onto span(v_1, v_2, v_3) (the teacher's
-    first three vectors as axes), is drawn along the flow; circles at ``n_marks``
-    log-spaced times have an area proportional to ``|a_i|``. The end point is a filled
-    circle; ``reference`` (a (d,) vector, e.g. the one-neuron solution's w) a star.
-    ``flip_negative`` draws neurons that end with a_i < 0 as (-a_i, -w_i), the same
-    function for an odd activation.
+
+def check_figure(fig) -> None:
+    """Raise ``ValueError`` if ``fig`` is wider than the column or has text that is too small.
+
+    Checks the figure width against :data:`FIGURE_WIDTH` and every visible text (titles,
+    labels, tick labels, legends, annotations, colour bars) against
+    :data:`MIN_FONT_PT`; the message names each offending text.
     """
-    n = result.n
+    width = float(fig.get_size_inches()[0])
+    problems = []
+    if width > FIGURE_WIDTH + 1e-9:
+        problems.append(f"figure is {width:.2f} in wide (at most {FIGURE_WIDTH} in)")
+    fig.canvas.draw()  # tick labels exist only once drawn
+    small = sorted({(t.get_text(), t.get_fontsize()) for t in fig.findobj(mpl.text.Text)
+                    if t.get_visible() and t.get_text().strip()
+                    and t.get_fontsize() < MIN_FONT_PT - 1e-9}, key=lambda x: x[1])
+    problems += [f"text {text!r} is {size:g} pt (at least {MIN_FONT_PT:g} pt)"
+                 for text, size in small[:10]]
+    if len(small) > 10:
+        problems.append(f"... and {len(small) - 10} more texts below {MIN_FONT_PT:g} pt")
+    if problems:
+        raise ValueError("figure does not keep to the book's style: " + "; ".join(problems))
+
+
+def glue_figure(name: str, fig) -> None:
+    """Check ``fig`` (:func:`check_figure`), glue it under ``name`` for the page, close it."""
+    from myst_nb import glue  # the book's dependency, not the library's
+
+    check_figure(fig)
+    glue(name, fig, display=False)
+    plt.close(fig)
+
+
+#: Line style of student neuron i in trajectory panels (cycled).
+NEURON_STYLES = ("-", "--", ":", "-.")
+#: Colour of teacher neuron j in trajectory panels (cycled; not a class colour).
+TEACHER_COLORS = ("tab:purple", "tab:brown", "tab:olive", "tab:cyan", "tab:pink", "tab:gray")
+
+
+def _positive_times(result):
     traj = result.trajectory
-    signs = np.where(result.a < 0, -1.0, 1.0) if flip_negative else np.ones(n)
-    W = signs[None, :, None] * (traj.W(n) @ teacher.V[:3].T)  # (m, n, 3) along v1, v2, v3
-    A = np.abs(traj.a(n))
-    marks = np.unique(np.geomspace(1, len(traj.t), n_marks).astype(int) - 1)
+    keep = traj.t > 0
+    return traj, keep, traj.t[keep]
+
+
+def overlap_trajectories(ax, result, teacher, flip_negative: bool = False):
+    """The cosines ``u_ij(t) = w_i . v_j / |w_i|`` along the flow, against log t.
+
+    One line per (student neuron i, teacher neuron j): the colour names j
+    (:data:`TEACHER_COLORS`), the line style i (:data:`NEURON_STYLES`). Needs a result
+    recorded with ``record_parameters=True``. ``flip_negative`` draws a neuron that ends
+    with a_i < 0 as -w_i (the same function for an odd activation).
+    """
+    traj, keep, t = _positive_times(result)
+    n = result.n
+    W = traj.W(n)[keep]
+    if flip_negative:
+        W = np.where(result.a < 0, -1.0, 1.0)[None, :, None] * W
+    norms = np.linalg.norm(W, axis=2, keepdims=True)
+    U = (W / np.where(norms > 0, norms, 1.0)) @ teacher.V.T  # (m, n, k)
     for i in range(n):
-        color = f"C{i}"
-        ax.plot(*W[:, i].T, color=color, lw=1.2, label=f"student neuron {i + 1}")
-        ax.scatter(*W[marks, i].T, s=size_scale * A[marks, i], facecolors="none",
-                   edgecolors=color, linewidths=0.8)
-        ax.scatter(*W[-1, i], s=size_scale * A[-1, i], color=color, edgecolors="k")
-    for j in range(3):
-        e = np.zeros(3)
-        e[j] = 1.0
-        ax.plot(*np.stack([np.zeros(3), e]).T, color="0.5", lw=0.8, ls="--")
-        ax.text(*(1.08 * e), f"$v_{j + 1}$", color="0.3")
-    if reference is not None:
-        ref = teacher.V[:3] @ reference
-        ax.scatter(*ref, marker="*", s=150, color="k", label="one-neuron solution")
-    ax.set(xlabel="$v_1$", ylabel="$v_2$", zlabel="$v_3$")
+        for j in range(teacher.k):
+            ax.plot(t, U[:, i, j], color=TEACHER_COLORS[j % len(TEACHER_COLORS)],
+                    ls=NEURON_STYLES[i % len(NEURON_STYLES)], lw=1.3)
+    ax.set(xscale="log", xlabel="flow time t", ylabel=r"cosine $u_{ij}$", ylim=(-1.05, 1.05))
     return ax
+
+
+def norm_trajectories(ax, result):
+    """``|a_i|`` (black) and ``|w_i|`` (grey) along the flow, against log t.
+
+    The line style names the student neuron, as in :func:`overlap_trajectories`.
+    """
+    traj, keep, t = _positive_times(result)
+    n = result.n
+    A = np.abs(traj.a(n)[keep])
+    Wn = np.linalg.norm(traj.W(n)[keep], axis=2)
+    for i in range(n):
+        ls = NEURON_STYLES[i % len(NEURON_STYLES)]
+        ax.plot(t, A[:, i], color="k", ls=ls, lw=1.3)
+        ax.plot(t, Wn[:, i], color="0.6", ls=ls, lw=1.3)
+    ax.set(xscale="log", xlabel="flow time t", ylabel="norm")
+    return ax
+
+
+def ordered_overlaps(U) -> np.ndarray:
+    """Rows and columns of an overlap matrix ``U`` (n, k) reordered to show its structure.
+
+    Rows are sorted by the teacher neuron each student neuron overlaps most; columns list
+    those teacher neurons first, in row order (so copies sit on the diagonal), then the
+    teacher neurons no student neuron overlaps most, in their original order.
+    """
+    U = np.asarray(U, dtype=float)
+    if U.ndim != 2:
+        raise ValueError(f"U must be an (n, k) matrix of overlaps, got shape {U.shape}")
+    top = np.argmax(U, axis=1)
+    rows = np.argsort(top, kind="stable")
+    first = list(dict.fromkeys(top[rows]))
+    cols = first + [j for j in range(U.shape[1]) if j not in set(first)]
+    return U[rows][:, cols]
 
 
 def overlap_heatmap(ax, W, teacher, title="", signs=None):
@@ -59,7 +161,7 @@ def overlap_heatmap(ax, W, teacher, title="", signs=None):
     U = (W @ teacher.V.T) / np.where(norms > 0, norms, 1.0)[:, None]
     ax.imshow(U, cmap="RdBu_r", vmin=-1, vmax=1)
     for (i, j), u in np.ndenumerate(U):
-        ax.text(j, i, f"{u:.3f}", ha="center", va="center", fontsize=9,
+        ax.text(j, i, f"{u if abs(u) >= 5e-4 else 0.0:.3f}", ha="center", va="center", fontsize=MIN_FONT_PT,
                 color="w" if abs(u) > 0.6 else "k")
     ax.set_xticks(range(teacher.k), [f"$v_{j + 1}$" for j in range(teacher.k)])
     ax.set_yticks(range(len(W)), [f"$w_{i + 1}$" for i in range(len(W))])

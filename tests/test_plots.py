@@ -1,0 +1,80 @@
+"""The book's figure style (copyaverage.plots): the check catches what it should, and
+every page that draws a figure uses the style and the check."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from copyaverage import plots  # noqa: E402
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+
+
+@pytest.fixture(autouse=True)
+def book_style():
+    with matplotlib.rc_context():
+        plots.use_book_style()
+        yield
+    plt.close("all")
+
+
+def test_a_figure_in_the_style_passes():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="line")
+    ax.set(title="title", xlabel="x", ylabel="y")
+    ax.legend()
+    plots.check_figure(fig)  # no error
+
+
+def test_too_wide_is_rejected():
+    fig, _ = plt.subplots(figsize=(12, 3))
+    with pytest.raises(ValueError, match="12.00 in wide"):
+        plots.check_figure(fig)
+
+
+def test_small_text_is_named():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    ax.text(0.5, 0.5, "tiny note", fontsize=6)
+    ax.tick_params(labelsize=7)
+    with pytest.raises(ValueError, match=r"'tiny note' is 6 pt"):
+        plots.check_figure(fig)
+
+
+def test_invisible_text_does_not_count():
+    fig, ax = plt.subplots()
+    ax.text(0.5, 0.5, "hidden", fontsize=6, visible=False)
+    plots.check_figure(fig)
+
+
+def test_overlap_heatmap_keeps_to_the_style():
+    import numpy as np
+
+    from copyaverage import Teacher
+
+    teacher = Teacher.orthonormal(3)
+    fig, ax = plt.subplots(figsize=(3.5, 2.5))
+    plots.overlap_heatmap(ax, np.eye(2, 4), teacher, title="overlaps")
+    plots.check_figure(fig)
+
+
+PAGES = sorted(BOOK.glob("*.md"))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_pages_glue_figures_through_the_check(page):
+    """A page that draws a figure calls use_book_style and glues every figure with
+    glue_figure (so the build fails on a figure that is too wide or has small text)."""
+    text = page.read_text()
+    if "plt." not in text and "figsize" not in text:
+        return
+    assert "use_book_style()" in text, f"{page.name} draws figures without use_book_style()"
+    direct = re.findall(r"\bglue\(\s*[\"'][^\"']+[\"']\s*,\s*(fig\w*)\b", text)
+    assert not direct, f"{page.name} glues {direct} with glue(); use plots.glue_figure"
