@@ -77,3 +77,70 @@ def test_flow_features_rejects_bad_times():
         flow_features(spec, [-1.0])
     with pytest.raises(ValueError, match="per_decade"):
         flow_features(spec, [1.0], per_decade=0)
+
+
+# ---------------------------------------------------------------- basin statistics --
+import pandas as pd  # noqa: E402
+
+from copyaverage.basins import (basin_shares, evaluate_predictors, exact_boundaries,  # noqa: E402
+                                majority_switch, wilson)
+from copyaverage.classify import CA_OPTIMUM, PERTURBED_COPY  # noqa: E402
+
+
+def test_wilson_interval_known_values_and_errors():
+    # 5 of 10 at 95 %: the textbook interval (0.2366, 0.7634)
+    lo, hi = wilson(5, 10)
+    assert abs(lo - 0.2366) < 1e-4 and abs(hi - 0.7634) < 1e-4
+    lo, hi = wilson(0, 20)
+    assert lo == pytest.approx(0.0, abs=1e-15) and 0.1 < hi < 0.2  # never below 0
+    with pytest.raises(ValueError, match="successes <= total"):
+        wilson(3, 2)
+
+
+def _table(rows):
+    return pd.DataFrame([dict(n=n, label=label, converged=conv) for n, label, conv in rows])
+
+
+def test_basin_shares_counts_converged_runs_only():
+    t = _table([(1, CA_OPTIMUM, True), (1, CA_OPTIMUM, True), (1, PERTURBED_COPY, False),
+                (2, PERTURBED_COPY, True), (2, CA_OPTIMUM, True), (2, PERTURBED_COPY, True)])
+    s = basin_shares(t)
+    assert s.loc[1, "total"] == 2 and s.loc[1, "pc"] == 0 and s.loc[1, "ca"] == 2
+    assert s.loc[2, "share"] == pytest.approx(2 / 3)
+    assert (s.lo <= s.share).all() and (s.share <= s.hi).all()
+
+
+def test_majority_switch_none_nan_and_value():
+    shares = pd.DataFrame({"share": [0.0, 0.5, 0.6, 1.0]}, index=[3, 4, 5, 6])
+    assert majority_switch(shares) == 5  # 0.5 is not a majority
+    assert majority_switch(shares.assign(share=0.2)) is None
+    assert np.isnan(majority_switch(shares.assign(share=0.9)))  # below the widths measured
+
+
+def test_exact_boundaries_are_ordered_fractions():
+    b = exact_boundaries([20, 50])
+    assert list(b.index) == [20, 50]
+    # the perturbed copy becomes a minimum before it is better, and the CA optimum turns
+    # into a saddle after both (transition-exact chapter)
+    assert ((0 < b.pc_minimum) & (b.pc_minimum < b.loss_crossing) & (b.loss_crossing < b.ca_saddle)
+            & (b.ca_saddle < 1)).all()
+    assert np.isnan(exact_boundaries([4]).loc[4, "ca_saddle"])  # no saddle onset at k = 4
+
+
+def test_evaluate_predictors_finds_a_separating_feature_on_held_out_seeds():
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for seed in range(200):
+        pc = bool(rng.random() < 0.5)
+        labels.append(dict(n=10, seed=seed, label=PERTURBED_COPY if pc else CA_OPTIMUM,
+                           converged=True))
+        for t in (0.0, 5.0):
+            x = rng.standard_normal() + (3.0 if (pc and t > 0) else 0.0)
+            rows.append(dict(t=t, n=10, seed=seed, max_abs_a=x, mean_direction_cosine=0.0,
+                             copies=0, largest_group=1, loss=1.0))
+    out = evaluate_predictors(pd.DataFrame(rows), pd.DataFrame(labels))
+    assert out.loc[5.0, "feature"] == "max_abs_a" and out.loc[5.0, "held_out_accuracy"] > 0.9
+    assert out.loc[0.0, "held_out_accuracy"] < 0.7  # noise at t = 0
+    assert (out.held_out_runs == 100).all()
+    with pytest.raises(ValueError, match="no label"):
+        evaluate_predictors(pd.DataFrame(rows), pd.DataFrame(labels[:10]))

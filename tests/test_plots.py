@@ -78,3 +78,26 @@ def test_pages_glue_figures_through_the_check(page):
     assert "use_book_style()" in text, f"{page.name} draws figures without use_book_style()"
     direct = re.findall(r"\bglue\(\s*[\"'][^\"']+[\"']\s*,\s*(fig\w*)\b", text)
     assert not direct, f"{page.name} glues {direct} with glue(); use plots.glue_figure"
+
+
+def test_ordered_overlaps_puts_copies_on_the_diagonal():
+    import numpy as np
+
+    U = np.array([[0.1, 0.0, 0.9], [0.95, 0.0, 0.0]])
+    V = plots.ordered_overlaps(U)
+    assert V[0, 0] == 0.95 and V[1, 1] == 0.9 and V.shape == (2, 3)
+    with pytest.raises(ValueError, match=r"\(n, k\)"):
+        plots.ordered_overlaps(np.zeros(3))
+
+
+def test_transition_map_keeps_to_the_style():
+    import pandas as pd
+
+    from copyaverage.basins import exact_boundaries
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    switches = pd.DataFrame([dict(k=20, n=12, start="Glorot"), dict(k=20, n=11, start="std 0.1")])
+    plots.transition_map(ax, exact_boundaries([10, 20]), switches)
+    ax.legend()
+    plots.check_figure(fig)
+    assert len(ax.lines) == 3 + 2

@@ -1,11 +1,19 @@
-"""What decides which minimum gradient flow reaches: features along the flow, and
-one-threshold rules that predict the end point's class from them.
+"""Which minimum gradient flow reaches, how often, and what decides it.
 
-Used by the book's chapter on basins. A *feature* is a number read off the student at
-one flow time (:data:`FEATURES`); :func:`flow_features` runs the flow of a
+Used by the book's chapter on basins and its introduction.
+
+Basin statistics: :func:`basin_shares` counts, per student width, the runs that end at
+a perturbed copy and at the CA optimum, with 95 % Wilson intervals (:func:`wilson`);
+:func:`majority_switch` reads off the smallest width with a perturbed-copy majority;
+:func:`exact_boundaries` gives the exact boundaries of the two minima
+(:func:`copyaverage.exact_transition.transition`) as fractions of the teacher width.
+
+Predictors: a *feature* is a number read off the student at one flow time
+(:data:`FEATURES`); :func:`flow_features` runs the flow of a
 :class:`~copyaverage.sweep.RunSpec` up to the largest requested time and reads every
 feature at each requested time; :func:`fit_stump` and :func:`stump_accuracy` fit and
-score the simplest predictor, a threshold on one feature.
+score the simplest predictor, a threshold on one feature; :func:`evaluate_predictors`
+applies the book's stated protocol (train on seeds below 100, score on the others).
 """
 
 from __future__ import annotations
@@ -20,13 +28,74 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .classify import CA_OPTIMUM, PERTURBED_COPY
 from .flow import gradient_flow
 from .loss import unpack
 from .store import atomic_write
 from .sweep import RunSpec
 
-__all__ = ["FEATURES", "FEATURE_TIMES", "student_features", "flow_features", "feature_table", "write_feature_table",
-           "load_feature_table", "Stump", "fit_stump", "stump_accuracy"]
+__all__ = ["wilson", "basin_shares", "majority_switch", "exact_boundaries",
+           "FEATURES", "FEATURE_TIMES", "student_features", "flow_features", "feature_table",
+           "write_feature_table", "load_feature_table", "Stump", "fit_stump", "stump_accuracy",
+           "evaluate_predictors"]
+
+def wilson(successes, total, z: float = 1.96):
+    """The Wilson score interval (95 % for ``z = 1.96``) of a binomial proportion.
+
+    ``successes`` and ``total`` are numbers or arrays (``total >= 1``); returns (lo, hi).
+    """
+    successes = np.asarray(successes, dtype=float)
+    total = np.asarray(total, dtype=float)
+    if np.any(total < 1) or np.any(successes < 0) or np.any(successes > total):
+        raise ValueError("wilson needs 0 <= successes <= total and total >= 1, got "
+                         f"{successes!r} of {total!r}")
+    p = successes / total
+    centre = (p + z**2 / (2 * total)) / (1 + z**2 / total)
+    half = z * np.sqrt(p * (1 - p) / total + z**2 / (4 * total**2)) / (1 + z**2 / total)
+    return centre - half, centre + half
+
+
+def basin_shares(table: pd.DataFrame) -> pd.DataFrame:
+    """Per student width n: converged runs (``total``), how many end at a perturbed copy
+    (``pc``) and at the CA optimum (``ca``), the perturbed-copy ``share`` and its 95 %
+    Wilson interval (``lo``, ``hi``). ``table`` has columns n, label, converged."""
+    conv = table[table.converged]
+    counts = conv.groupby("n").label.agg(pc=lambda s: int((s == PERTURBED_COPY).sum()),
+                                         ca=lambda s: int((s == CA_OPTIMUM).sum()), total="size")
+    lo, hi = wilson(counts.pc.to_numpy(), counts.total.to_numpy())
+    return counts.assign(share=counts.pc / counts.total, lo=lo, hi=hi)
+
+
+def majority_switch(shares: pd.DataFrame):
+    """The smallest n of ``shares`` (from :func:`basin_shares`) with a perturbed-copy
+    majority (share > 0.5); None if there is none, NaN if the smallest n measured already
+    has one (the switch lies below the widths measured)."""
+    majority = shares.index[shares.share > 0.5]
+    if len(majority) == 0:
+        return None
+    return float("nan") if majority.min() == shares.index.min() else int(majority.min())
+
+
+def exact_boundaries(k_values) -> pd.DataFrame:
+    """The exact boundaries of :func:`copyaverage.exact_transition.transition` for each teacher width k, as
+    fractions n/k: ``pc_minimum`` (from here the perturbed copy is a minimum),
+    ``loss_crossing`` (from here it has the lower loss), ``ca_saddle`` (from here the CA
+    optimum is a saddle); NaN where a boundary does not exist at that k."""
+    from .exact_transition import transition
+
+    rows = []
+    for k in k_values:
+        at = transition(int(k)).attrs
+
+        def frac(key, last):
+            values = at[key]
+            return (values[-1] if last else values[0]) / k if len(values) else np.nan
+
+        rows.append(dict(k=int(k), pc_minimum=frac("pc_stability_changes", True),
+                         loss_crossing=frac("loss_crossings", True),
+                         ca_saddle=frac("ca_stability_changes", False)))
+    return pd.DataFrame(rows).set_index("k")
+
 
 #: Features read off a student (a, W) of a unit-orthonormal teacher, and what they mean.
 FEATURES = {
@@ -146,6 +215,52 @@ def fit_stump(x, y, feature: str = "") -> tuple[Stump, float]:
 def stump_accuracy(stump: Stump, x, y) -> float:
     """Share of ``y`` (bool) that ``stump`` predicts correctly from ``x``."""
     return float(np.mean(stump.predict(x) == np.asarray(y, dtype=bool)))
+
+
+def evaluate_predictors(features: pd.DataFrame, labels: pd.DataFrame,
+                        candidates=None, split_seed: int = 100) -> pd.DataFrame:
+    """The book's predictor protocol: at each flow time, the best stump on the training
+    seeds (seed < ``split_seed``), scored on the others.
+
+    Parameters
+    ----------
+    features : DataFrame
+        From :func:`feature_table` (columns t, n, seed and the features).
+    labels : DataFrame
+        One row per run with columns n, seed, label, converged; runs that did not converge
+        are left out. The class to predict is "ends at a perturbed copy".
+    candidates : list of str
+        Columns a stump may use (default: every feature and n).
+
+    Returns
+    -------
+    DataFrame indexed by t: ``feature``, ``threshold``, ``direction``, ``train_accuracy``,
+    ``held_out_accuracy``, ``held_out_baseline`` (always guessing the more frequent class)
+    and ``held_out_runs``.
+    """
+    candidates = list(FEATURES) + ["n"] if candidates is None else list(candidates)
+    data = features.join(labels.set_index(["n", "seed"])[["label", "converged"]],
+                         on=["n", "seed"])
+    if data.label.isna().any():
+        raise ValueError("some feature rows have no label (runs missing from labels)")
+    data = data[data.converged.astype(bool)]
+    data = data.assign(pc=data.label == PERTURBED_COPY)
+    rows = []
+    for t, at in data.groupby("t"):
+        train, test = at[at.seed < split_seed], at[at.seed >= split_seed]
+        if len(train) == 0 or len(test) == 0:
+            raise ValueError(f"t = {t}: need runs on both sides of seed {split_seed}")
+        best, best_acc = None, -1.0
+        for f in candidates:
+            stump, acc = fit_stump(train[f], train.pc, f)
+            if acc > best_acc:
+                best, best_acc = stump, acc
+        rows.append(dict(t=float(t), feature=best.feature, threshold=best.threshold,
+                         direction=">" if best.sign > 0 else "<", train_accuracy=best_acc,
+                         held_out_accuracy=stump_accuracy(best, test[best.feature], test.pc),
+                         held_out_baseline=float(max(test.pc.mean(), 1 - test.pc.mean())),
+                         held_out_runs=len(test)))
+    return pd.DataFrame(rows).set_index("t")
 
 
 def feature_table(specs, times=FEATURE_TIMES, *, n_jobs: int = 2, progress: bool = True,

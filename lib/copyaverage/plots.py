@@ -17,9 +17,10 @@ from .classify import CA_OPTIMUM, OTHER, OTHER_CA, PERTURBED_COPY
 
 __all__ = ["CLASS_COLORS", "FIGURE_WIDTH", "MIN_FONT_PT", "BOOK_STYLE", "use_book_style",
            "check_figure", "glue_figure", "NEURON_STYLES", "TEACHER_COLORS",
-           "overlap_trajectories", "norm_trajectories", "ordered_overlaps", "overlap_heatmap"]
+           "overlap_trajectories", "norm_trajectories", "ordered_overlaps", "overlap_heatmap",
+           "BOUNDARY_STYLES", "transition_map"]
 
-#: Widest figure, in inches: the width of the book's text column (about 700 px).
+#: Widest figure in inches, the width of the book's text column (about 700 px).
 FIGURE_WIDTH = 7.0
 #: Smallest font size, in points, of any text in a figure.
 MIN_FONT_PT = 10.0
@@ -168,3 +169,39 @@ def overlap_heatmap(ax, W, teacher, title="", signs=None):
     ax.set_title(title)
     return ax
 
+
+
+#: How :func:`transition_map` draws each exact boundary, as (column, label, line style).
+BOUNDARY_STYLES = (
+    ("pc_minimum", "perturbed copy becomes a minimum", dict(color="0.15", ls="-")),
+    ("loss_crossing", "both losses equal", dict(color="0.15", ls="--")),
+    ("ca_saddle", "CA optimum becomes a saddle", dict(color="0.15", ls=":")),
+)
+_SWITCH_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def transition_map(ax, boundaries, switches):
+    """Where the solution changes, as a fraction n/k of the teacher width, against k.
+
+    ``boundaries``: from :func:`copyaverage.basins.exact_boundaries` (lines,
+    :data:`BOUNDARY_STYLES`). ``switches``: a DataFrame with columns ``k``, ``n`` (the
+    measured majority switch) and ``start`` (how the runs were initialized; one marker
+    per start, in order of first appearance). Starts that share a k are drawn side by
+    side, slightly apart, so that they do not hide each other.
+    """
+    for column, label, style in BOUNDARY_STYLES:
+        line = boundaries[column].dropna()
+        ax.plot(line.index, line.to_numpy(), lw=1.4, label=label, **style)
+    starts = list(dict.fromkeys(switches.start))
+    for i, start in enumerate(starts):
+        part = switches[switches.start == start]
+        shift = 1.035 ** (i - (len(starts) - 1) / 2)  # side by side at a shared k
+        ax.plot(part.k * shift, part.n / part.k, ls="", marker=_SWITCH_MARKERS[i % 6], ms=6,
+                mfc="none" if i else "k", color="k" if i == 0 else f"C{4 + i % 6}",
+                label=f"majority switch, {start}")
+    ks = sorted(set(boundaries.index) | set(switches.k))
+    ticks = [t for t in (2, 3, 5, 10, 20, 30, 50, 70, 100, 200, 500) if ks[0] <= t <= ks[-1]]
+    ax.set(xscale="log", xlabel="teacher width $k$", ylabel="student width $n/k$", ylim=(0, 1))
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    return ax
