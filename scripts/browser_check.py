@@ -3,8 +3,10 @@
 Usage: python scripts/browser_check.py [--html _build/html] [--mathjax DIR]
 
 For each page: every image has loaded (naturalWidth > 0); the math was typeset by
-MathJax with no error; no output block shows a traceback or stderr; the browser logged
-no console error and no page error. A full-page screenshot goes to
+MathJax with no error; no output block shows a traceback or stderr; no code block,
+display equation or table is wider than the text column (at a 1280 px wide window;
+what sits in a collapsed dropdown is not measured); the browser logged no console
+error and no page error. A full-page screenshot goes to
 _build/screenshots/. The page is served on 127.0.0.1; every request to another host is
 refused, except MathJax, which is served from a local copy (DIR holds MathJax 3's es5/
 folder) at the address the book asks for, because these machines reach no CDN.
@@ -31,6 +33,13 @@ MATHJAX_PREFIX = "/npm/mathjax@3/es5/"
 SKIP = {"genindex.html", "search.html", "index.html"}  # index.html only redirects
 
 PAGE_STATE = """() => {
+  // shown: laid out (not inside a collapsed dropdown); column: the text column's width
+  const shown = e => (e.checkVisibility ? e.checkVisibility({visibilityProperty: true})
+                                      : e.offsetParent !== null)
+                     && e.getClientRects().length > 0;
+  const snippet = e => e.innerText.trim().split('\\n')[0].slice(0, 60);
+  const article = document.querySelector('article.bd-article') || document.querySelector('main');
+  const column = article ? article.clientWidth : window.innerWidth;
   const imgs = [...document.querySelectorAll('article img, main img')];
   const outputs = [...document.querySelectorAll('div.output, div.cell_output')];
   return {
@@ -41,6 +50,12 @@ PAGE_STATE = """() => {
     mathErrors: document.querySelectorAll('mjx-merror').length,
     badOutputs: outputs.filter(o => /\\b(traceback|stderr)\\b/.test(o.className)
                                    || /Traceback \\(most recent call last\\)/.test(o.innerText)).length,
+    clippedCode: [...document.querySelectorAll('pre')]
+      .filter(p => shown(p) && p.scrollWidth > p.clientWidth + 1).map(snippet),
+    clippedMath: [...document.querySelectorAll('div.math')]
+      .filter(m => shown(m) && m.scrollWidth > m.clientWidth + 1).map(snippet),
+    wideTables: [...document.querySelectorAll('article table')]
+      .filter(t => shown(t) && t.getBoundingClientRect().width > column + 1).map(snippet),
   };
 }"""
 
@@ -90,6 +105,11 @@ def check_page(page, url: str, shot: Path) -> list[str]:
         problems.append(f"{state['mathErrors']} MathJax errors")
     if state["badOutputs"]:
         problems.append(f"{state['badOutputs']} output blocks with a traceback or stderr")
+    for key, what in [("clippedCode", "code blocks wider than the column (they scroll)"),
+                      ("clippedMath", "display equations wider than the column"),
+                      ("wideTables", "tables wider than the text column")]:
+        if state[key]:
+            problems.append(f"{len(state[key])} {what}: {state[key][:3]}")
     page.screenshot(path=str(shot), full_page=True)
     print(f"  {url.rsplit('/', 1)[-1]:<28} images {state['images']:>2}  "
           f"math {state['mathRendered']:>4}/{state['mathSource']:<4} "
