@@ -8,7 +8,21 @@ copy of each identical script fixes it without touching the packages.
 
 It also gives the theme a default colour mode: sphinx-book-theme leaves it empty,
 and pydata-sphinx-theme then logs "Got invalid theme mode" as a console error.
+
+And it writes the status words of the execution table (``nb-exec-table``, the status
+page) as words: myst-nb writes them as emoji, which many machines have no font for
+(they show as empty boxes).
 """
+
+_STATUS_WORDS = {"\u2705": "ok", "\u274c": "failed"}  # check mark, cross mark
+
+
+def _status_words(app, pagename, templatename, context, doctree):
+    body = context.get("body")
+    if body and any(mark in body for mark in _STATUS_WORDS):
+        for mark, word in _STATUS_WORDS.items():
+            body = body.replace(mark, word)
+        context["body"] = body
 
 
 def _dedupe(app, pagename, templatename, context, doctree):
@@ -33,4 +47,5 @@ def _dedupe(app, pagename, templatename, context, doctree):
 
 def setup(app):
     app.connect("html-page-context", _dedupe)
+    app.connect("html-page-context", _status_words)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -52,8 +52,9 @@ PAGE_STATE = """() => {
                                    || /Traceback \\(most recent call last\\)/.test(o.innerText)).length,
     clippedCode: [...document.querySelectorAll('pre')]
       .filter(p => shown(p) && p.scrollWidth > p.clientWidth + 1).map(snippet),
-    clippedMath: [...document.querySelectorAll('div.math')]
-      .filter(m => shown(m) && m.scrollWidth > m.clientWidth + 1).map(snippet),
+    clippedMath: [...document.querySelectorAll('mjx-container[display="true"]')]
+      .filter(m => shown(m) && m.scrollWidth > m.clientWidth + 1)
+      .map(m => m.closest('section').id || 'display equation'),
     wideTables: [...document.querySelectorAll('article table')]
       .filter(t => shown(t) && t.getBoundingClientRect().width > column + 1).map(snippet),
   };
