@@ -23,7 +23,8 @@ erf(s x), with c = 2 s^2 (c = 1 for the paper's erf(x / sqrt 2))::
 
 ReLU (1-homogeneous: (a, w) -> (a / t, t w) leaves f unchanged, only ``a |w|`` matters)::
 
-    w* along sum_j v_j,  a* |w*| = P(m) = [sqrt(m (m-1)) + sqrt(m) (pi/2 + arcsin(1/sqrt m))] / pi,
+    w* along sum_j v_j,  a* |w*| = P(m),
+    P(m) = [sqrt(m (m-1)) + sqrt(m) (pi/2 + arcsin(1/sqrt m))] / pi,
     L*(m) = m/2 + m (m-1) / (2 pi) - P(m)^2 / 2
           = (pi-1)/(2 pi^2) m^2 - m^(3/2)/(2 pi) + (3/8 - 1/(2 pi) - 1/(2 pi^2)) m
             - m^(1/2)/(4 pi) - 1/(6 pi^2) + O(m^(-1/2)).
