@@ -231,3 +231,17 @@ def test_enumerations_refuse_more_than_the_limit_quickly():
             if n is None or n <= k:
                 exact = bell_number(k) if n is None else stirling2(k, n)
                 assert _set_partition_count(k, n) == min(exact, MAX_PARTITIONS + 1), (k, n)
+
+
+def test_signed_cosines_sign_by_outgoing_weight_and_zero_rows():
+    import numpy as np
+
+    from copyaverage.configurations import signed_cosines
+    from copyaverage.teacher import Teacher
+
+    teacher = Teacher.orthonormal(3)
+    W = np.array([[2.0, 0.0, 0.0, 0.0], [0.0, -1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    S = signed_cosines(np.array([1.0, -2.0, 0.5]), W, teacher)
+    assert np.allclose(S[0], [1, 0, 0])
+    assert np.allclose(S[1], [0, 1 / np.sqrt(2), -1 / np.sqrt(2)])  # sign of a flips the row
+    assert np.all(S[2] == 0)  # w = 0 points nowhere

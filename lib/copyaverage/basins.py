@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .classify import CA_OPTIMUM, PERTURBED_COPY
+from .configurations import signed_cosines
 from .flow import gradient_flow
 from .loss import unpack
 from .store import atomic_write
@@ -121,9 +122,9 @@ def student_features(a, W, teacher, activation, loss) -> dict:
     V = teacher.V
     # erf is odd: (a_i, w_i) and (-a_i, -w_i) are the same neuron, so directions are read
     # with the sign of a_i (as in copyaverage.classify)
+    cos = signed_cosines(a, W, teacher)
     W = np.where(a < 0, -1.0, 1.0)[:, None] * W
     norms = np.linalg.norm(W, axis=1)
-    cos = (W @ V.T) / np.where(norms > 0, norms, 1.0)[:, None]
     mean_dir = V.sum(axis=0) / np.sqrt(len(V))
     copied = np.argmax(cos, axis=1)[cos.max(axis=1) >= COPY_COSINE]
     owner = np.argmax(a[:, None] * (W @ V.T), axis=0)

@@ -40,6 +40,7 @@ __all__ = [
     "iter_set_partitions",
     "nearest_copy_average",
     "optimal_copy_average",
+    "signed_cosines",
     "partition_type",
     "set_partitions",
     "stirling2",
@@ -416,6 +417,21 @@ def optimal_copy_average(k: int, n: int, activation: str | Activation):
     return best, losses[best], losses
 
 
+def signed_cosines(a, W, teacher: Teacher) -> np.ndarray:
+    """The cosines ``sign(a_i) w_i . v_j / |w_i|``, shape (n, k).
+
+    Signed by the outgoing weight (a_i = 0 counts as positive), so that a positive entry
+    means that neuron i adds teacher neuron j to its output; for an odd activation
+    (a_i, w_i) and (-a_i, -w_i) are the same neuron and get the same row. A neuron with
+    w_i = 0 has a row of zeros.
+    """
+    a = np.asarray(a, dtype=float)
+    W = np.asarray(W, dtype=float)
+    norms = np.linalg.norm(W, axis=1)
+    U = (W @ teacher.V.T) / np.where(norms > 0, norms, 1.0)[:, None]
+    return np.where(a < 0, -1.0, 1.0)[:, None] * U
+
+
 def nearest_copy_average(a, W, teacher: Teacher):
     """The group of teacher neurons each student neuron points to, and how well.
 
@@ -450,7 +466,7 @@ def nearest_copy_average(a, W, teacher: Teacher):
     norms = np.linalg.norm(W, axis=1)
     if np.any(norms == 0):
         raise ValueError("a student neuron with w = 0 points nowhere")
-    S = np.where(a < 0, -1.0, 1.0)[:, None] * (W @ teacher.V.T) / norms[:, None]
+    S = signed_cosines(a, W, teacher)
     groups, cosines = [], np.empty(a.size)
     for i, row in enumerate(S):
         order = np.argsort(-row, kind="stable")
