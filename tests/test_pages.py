@@ -1,7 +1,8 @@
-"""The book's pages as source: code fits the column."""
+"""The book's pages as source: code fits the column, figures go through the style check."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jupytext
@@ -19,3 +20,15 @@ def test_code_lines_fit_the_column(page):
     long = [(i, len(line)) for cell in jupytext.read(page).cells if cell.cell_type == "code"
             for i, line in enumerate(cell.source.split("\n")) if len(line) > MAX_LINE]
     assert not long, f"{page.name}: {len(long)} code lines longer than {MAX_LINE} characters"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_pages_glue_figures_through_the_check(page):
+    """A page that draws a figure calls use_book_style and glues every figure with
+    glue_figure (so the build fails on a figure that is too wide or has small text)."""
+    text = page.read_text()
+    if "plt." not in text and "figsize" not in text:
+        return
+    assert "use_book_style()" in text, f"{page.name} draws figures without use_book_style()"
+    direct = re.findall(r"\bglue\(\s*[\"'][^\"']+[\"']\s*,\s*(fig\w*)\b", text)
+    assert not direct, f"{page.name} glues {direct} with glue(); use plots.glue_figure"

@@ -1,10 +1,7 @@
-"""The book's figure style (copyaverage.plots): the check catches what it should, and
-every page that draws a figure uses the style and the check."""
+"""The book's figure style (copyaverage.plots): the check catches what it should.
+(tests/test_pages.py checks that every page uses it.)"""
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import matplotlib
 
@@ -14,7 +11,6 @@ import pytest  # noqa: E402
 
 from copyaverage import plots  # noqa: E402
 
-BOOK = Path(__file__).resolve().parents[1] / "book"
 
 
 @pytest.fixture(autouse=True)
@@ -63,21 +59,6 @@ def test_overlap_heatmap_keeps_to_the_style():
     fig, ax = plt.subplots(figsize=(3.5, 2.5))
     plots.overlap_heatmap(ax, np.eye(2, 4), teacher, title="overlaps")
     plots.check_figure(fig)
-
-
-PAGES = sorted(BOOK.glob("*.md"))
-
-
-@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
-def test_pages_glue_figures_through_the_check(page):
-    """A page that draws a figure calls use_book_style and glues every figure with
-    glue_figure (so the build fails on a figure that is too wide or has small text)."""
-    text = page.read_text()
-    if "plt." not in text and "figsize" not in text:
-        return
-    assert "use_book_style()" in text, f"{page.name} draws figures without use_book_style()"
-    direct = re.findall(r"\bglue\(\s*[\"'][^\"']+[\"']\s*,\s*(fig\w*)\b", text)
-    assert not direct, f"{page.name} glues {direct} with glue(); use plots.glue_figure"
 
 
 def test_ordered_overlaps_puts_copies_on_the_diagonal():
