@@ -18,6 +18,7 @@ from .results import FlowResult, Stop
 from .gaussian import monte_carlo_pair_interaction, pair_interaction
 from .loss import gradient, hessian, monte_carlo_loss, pack, population_loss, unpack
 from .one_neuron import one_neuron_critical_points, one_neuron_solution
+from .pruning import prune
 from .store import ResultStore
 from .sweep import RunSpec, grid
 from .teacher import Teacher
@@ -76,6 +77,7 @@ __all__ = [
     "pair_interaction",
     "perturbed_copy",
     "population_loss",
+    "prune",
     "set_partitions",
     "transition",
     "unpack",

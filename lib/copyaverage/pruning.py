@@ -1,0 +1,182 @@
+"""Pruning a student network to fewer neurons.
+
+A student wider than the teacher (n >= k) can fit it exactly; compression then removes
+neurons. This module holds the three rules the book compares (:data:`RULES`), each a
+function of the student alone (the teacher is never consulted):
+
+``"magnitude"``
+    Keep the neurons with the largest |a_i| |w_i| (outgoing times incoming weight norm).
+``"spectral"``
+    Keep the neurons with the largest leverage in the top ``n_keep`` eigenspace of the
+    neurons' output Gram matrix K_ij = a_i a_j E[sigma(w_i.x) sigma(w_j.x)] (exact, from
+    :func:`~copyaverage.gaussian.pair_interaction`): with K = U diag(lambda) U^T, eigenvalues
+    in decreasing order, the score of neuron i is sum_{r <= n_keep} U_ir^2. This is the
+    leverage score of column subset selection, applied to the neurons' output functions.
+    It is *in the spirit of* the spectral pruning of Giambagli et al. (NeurIPS 2023), not
+    the same: they train a spectral parametrization and rank nodes by its trained
+    eigenvalues, which a network trained in the usual parameters does not have.
+``"merge"``
+    First merge neurons that compute the same function up to the sign of an odd
+    activation (:func:`merge_duplicates`), then rank by magnitude.
+
+Every rule returns the kept neurons in their original order, with their weights unchanged
+(``"merge"``: merged neurons carry the summed outgoing weight), and never more than
+``n_keep`` of them (``"merge"`` may leave fewer when merging leaves fewer neurons).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import Activation, get_activation
+from .gaussian import pair_interaction
+
+__all__ = ["RULES", "prune", "neuron_scores", "merge_duplicates"]
+
+#: The pruning rules :func:`prune` knows.
+RULES = ("magnitude", "spectral", "merge")
+
+
+def _check_student(a, W):
+    a = np.asarray(a, dtype=float)
+    W = np.asarray(W, dtype=float)
+    if a.ndim != 1 or W.ndim != 2 or W.shape[0] != a.shape[0] or a.size == 0:
+        raise ValueError("a must have shape (n,) and W shape (n, d) with n >= 1; "
+                         f"got {a.shape} and {W.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(W))):
+        raise ValueError("a and W must be finite")
+    return a, W
+
+
+def _check_rule(rule):
+    if rule not in RULES:
+        raise ValueError(f"unknown pruning rule {rule!r}; known: {', '.join(RULES)}")
+
+
+def neuron_scores(a, W, rule: str, activation: str | Activation = "erf",
+                  n_keep: int | None = None) -> np.ndarray:
+    """The score of every neuron under ``rule`` ("magnitude" or "spectral"; higher is kept
+    first). ``n_keep`` (needed for "spectral") is the dimension of the eigenspace.
+
+    Raises
+    ------
+    ValueError
+        For bad shapes, non-finite weights, an unknown rule, "merge" (which is not a
+        ranking), or "spectral" without ``n_keep`` in 1..n.
+    """
+    a, W = _check_student(a, W)
+    _check_rule(rule)
+    if rule == "magnitude":
+        return np.abs(a) * np.linalg.norm(W, axis=1)
+    if rule == "merge":
+        raise ValueError('"merge" merges before ranking; its ranking is "magnitude"')
+    n = a.size
+    if n_keep is None or isinstance(n_keep, bool) or not isinstance(n_keep, (int, np.integer)) \
+            or not 1 <= n_keep <= n:
+        raise ValueError(f"spectral scores need n_keep, an integer in 1..{n}; got {n_keep!r}")
+    K = a[:, None] * a[None, :] * pair_interaction(W, W, activation)
+    _, U = np.linalg.eigh(0.5 * (K + K.T))  # ascending eigenvalues
+    top = U[:, n - n_keep:]
+    return np.einsum("ir,ir->i", top, top)
+
+
+def merge_duplicates(a, W, activation: str | Activation = "erf", rtol: float = 0.1):
+    """Merge neurons that compute (nearly) the same function.
+
+    Neurons i and j are joined when |w_i - s w_j| <= rtol max(|w_i|, |w_j|), with s = 1,
+    or s = -1 too when the activation is odd (then s sigma(w_j.x) = sigma(s w_j.x)).
+    Groups are formed greedily: each neuron not yet in a group leads a new one and takes in
+    every later free neuron near it (so a group spans at most 2 rtol around its leader,
+    and the result does not depend on a clustering threshold chain). A group becomes one neuron with outgoing
+    weight A = sum_j s_j a_j and incoming vector the |a|-weighted mean of the s_j w_j,
+    which computes exactly the group's function when its w_j coincide (and to first
+    order in their spread otherwise). Groups keep the position of their first member.
+
+    Returns
+    -------
+    a, W : ndarrays
+        The merged network.
+    groups : list of lists of int
+        The original neurons of each merged neuron.
+
+    Raises
+    ------
+    ValueError
+        For bad shapes, non-finite weights, an unknown activation, or rtol outside [0, 1).
+    """
+    a, W = _check_student(a, W)
+    act = get_activation(activation)
+    if not 0.0 <= rtol < 1.0:
+        raise ValueError(f"rtol must lie in [0, 1), got {rtol!r}")
+    n = a.size
+    norms = np.linalg.norm(W, axis=1)
+    scale = np.maximum(norms[:, None], norms[None, :])
+    signs = (1.0, -1.0) if act.odd else (1.0,)
+    near = {s: np.linalg.norm(W[:, None, :] - s * W[None, :, :], axis=2) <= rtol * scale
+            for s in signs}
+    leader = np.full(n, -1)
+    sign_of = np.ones(n)  # sign relative to the group's leader
+    for i in range(n):
+        if leader[i] >= 0:
+            continue
+        leader[i] = i
+        for j in range(i + 1, n):
+            for s in signs:
+                if leader[j] < 0 and near[s][i, j]:
+                    leader[j], sign_of[j] = i, s
+    groups = {int(i): [int(j) for j in np.flatnonzero(leader == i)] for i in np.unique(leader)}
+    merged_a, merged_W, members = [], [], []
+    for first in sorted(groups):
+        idx = groups[first]
+        s = sign_of[idx]
+        weights = np.abs(a[idx])
+        w = (weights @ (s[:, None] * W[idx]) / weights.sum() if weights.sum() > 0
+             else W[first])
+        merged_a.append(float(s @ a[idx]))
+        merged_W.append(w)
+        members.append(idx)
+    return np.array(merged_a), np.array(merged_W), members
+
+
+def prune(a, W, n_keep: int, rule: str = "magnitude", *,
+          activation: str | Activation = "erf", merge_rtol: float = 0.1):
+    """Prune the student (a, W) to at most ``n_keep`` neurons by ``rule`` (see :data:`RULES`
+    and the module docstring).
+
+    Parameters
+    ----------
+    a : array_like (n,), W : array_like (n, d)
+    n_keep : int
+        Neurons to keep, 1 <= n_keep <= n.
+    rule : {"magnitude", "spectral", "merge"}
+    activation : str or Activation
+        Used by "spectral" (the Gram matrix) and "merge" (whether sigma is odd).
+    merge_rtol : float
+        ``rtol`` of :func:`merge_duplicates` for "merge".
+
+    Returns
+    -------
+    a, W : ndarrays of shapes (m,) and (m, d), m <= n_keep
+        The kept neurons in their original order (ties in the score broken by index).
+
+    Raises
+    ------
+    ValueError
+        For bad shapes, non-finite weights, an unknown rule or activation, or n_keep not an
+        integer in 1..n.
+    """
+    a, W = _check_student(a, W)
+    _check_rule(rule)
+    get_activation(activation)
+    n = a.size
+    if isinstance(n_keep, bool) or not isinstance(n_keep, (int, np.integer)) \
+            or not 1 <= n_keep <= n:
+        raise ValueError(f"n_keep must be an integer in 1..{n} (the student's width), "
+                         f"got {n_keep!r}")
+    if rule == "merge":
+        a, W, _ = merge_duplicates(a, W, activation, merge_rtol)
+        rule = "magnitude"
+        n_keep = min(n_keep, a.size)
+    scores = neuron_scores(a, W, rule, activation, n_keep)
+    order = np.lexsort((np.arange(a.size), -scores))  # descending score, then index
+    keep = np.sort(order[:n_keep])
+    return a[keep].copy(), W[keep].copy()
