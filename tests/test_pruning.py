@@ -128,3 +128,37 @@ def test_bad_arrays_are_named():
         merge_duplicates(np.ones(2), np.eye(2), rtol=1.0)
     with pytest.raises(ValueError, match="spectral scores need n_keep"):
         neuron_scores(np.ones(2), np.eye(2), "spectral")
+
+
+def test_anatomy_of_a_split_teacher_with_a_silent_neuron():
+    from copyaverage.pruning import anatomy, neuron_roles
+
+    T = Teacher.orthonormal(3)
+    # teacher neuron 0 split in two halves, neuron 2 copied with both signs flipped
+    # (erf is odd), a silent neuron pointing anywhere
+    a = np.array([0.5, 0.5, 1.0, -1.0, 0.0])
+    W = np.vstack([T.V[0], T.V[0], T.V[1], -T.V[2], np.ones(T.d)])
+    assert population_loss(a, W, T, "erf") < 1e-14
+    roles = neuron_roles(a, W, T)
+    assert list(roles.role) == ["on teacher"] * 4 + ["silent"]
+    assert list(roles.teacher_neuron[:4]) == [0, 0, 1, 2]
+    assert anatomy(a, W, T) == dict(silent=1, on_teacher=4, elsewhere=0, shared=1,
+                                    uncovered=0, diverging_pairs=0, max_abs_a=1.0)
+
+
+def test_anatomy_sees_a_diverging_pair_and_an_uncovered_teacher_neuron():
+    from copyaverage.pruning import anatomy
+
+    T = Teacher.orthonormal(2)
+    a = np.array([20.0, -19.0])
+    W = np.vstack([T.V[0], T.V[0] * 1.001])
+    got = anatomy(a, W, T)
+    assert got["diverging_pairs"] == 1 and got["uncovered"] == 1 and got["shared"] == 1
+
+
+def test_pruned_start_shares_its_key_across_rules_that_keep_the_same_neurons():
+    from copyaverage.pruning import pruned_start
+
+    T, a, W = _teacher_plus_zero()
+    keys = {pruned_start(a, W, T, T.k, rule).params()["start"] for rule in RULES}
+    assert len(keys) == 1

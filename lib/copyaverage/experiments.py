@@ -41,6 +41,7 @@ __all__ = [
     "EXPERIMENTS",
     "PLANNED",
     "Experiment",
+    "WideExperiment",
     "committed_results_dir",
     "find_checkout",
     "results_root",
@@ -394,7 +395,8 @@ def relabel(ends, table: pd.DataFrame, k: int, activation: str = "erf", tol: flo
     point; ``converged`` as gradient norm <= ``tol`` (the stored flag is kept
     when the norm is within 1 % of ``tol``, where the round-off of two
     evaluations could decide); and the class, by this library's classifier with
-    the recomputed loss ("not converged" for runs that did not converge). A
+    the recomputed loss ("not converged" for runs that did not converge, "not
+    classified (n >= k)" for converged students at least as wide as the teacher). A
     non-finite end point gets a NaN loss and counts as not converged (a stored
     NaN loss then agrees).
 
@@ -444,8 +446,12 @@ def relabel(ends, table: pd.DataFrame, k: int, activation: str = "erf", tol: flo
         converged = bool(grad_norm <= tol)
         if abs(grad_norm - tol) <= 0.01 * tol:
             converged = bool(stored_flag)
-        label = (classify(a, W, teacher, activation, loss=loss).label if converged
-                 else "not converged")
+        if not converged:
+            label = "not converged"
+        elif n >= k:  # the classes are defined for n < k only (as in the stored summary)
+            label = "not classified (n >= k)"
+        else:
+            label = classify(a, W, teacher, activation, loss=loss).label
         losses.append(loss)
         norms.append(grad_norm)
         flags.append(converged)
@@ -555,6 +561,32 @@ def _scale_experiment(label: str, std: float) -> Experiment:
                       n_values=tuple(range(15, 41)), std=std)
 
 
+@dataclass(frozen=True)
+class WideExperiment:
+    """A committed experiment of students at least as wide as the teacher (n >= k).
+
+    Runs: erf, unit-orthonormal teacher (d = k + 1), for every k of ``k_values`` the five
+    widths n of :meth:`widths`, every initialization of ``inits`` (std 0.1 for
+    "gaussian") and every seed, default flow options; in that order (k, then n, then
+    initialization, then seed).
+    """
+
+    name: str
+    description: str
+    k_values: tuple
+    inits: tuple = ("gaussian", "glorot")
+    seeds: tuple = tuple(range(20))
+
+    @staticmethod
+    def widths(k: int) -> list[int]:
+        """The widths run for teacher width k: k, k + 1, ceil(3k/2), 2k and 3k."""
+        return sorted({k, k + 1, -(-3 * k // 2), 2 * k, 3 * k})
+
+    def specs(self) -> list[RunSpec]:
+        return [RunSpec("erf", k, n, seed, init) for k in self.k_values
+                for n in self.widths(k) for init in self.inits for seed in self.seeds]
+
+
 #: The experiments whose end points are committed under ``results/<name>/``.
 EXPERIMENTS = {
     "erf_k50": Experiment("erf_k50", "erf, k = 50, n = 1..49, 20 Glorot seeds (the paper)",
@@ -584,6 +616,11 @@ PLANNED = {
     # chosen before the runs
     "erf_k100": _width_experiment(100, 38, 50),
     "erf_k50_s1": _scale_experiment("1", 1.0),
+    # students wider than the teacher, to prune (chapter "Wider than the teacher, then
+    # pruned"): five widths from k to 3k, which keeps the k = 12 runs to minutes
+    "erf_wide": WideExperiment(
+        "erf_wide", "erf, k = 4, 8, 12, n from k to 3k (k, k + 1, 3k/2, 2k, 3k), 20 seeds, "
+        "std-0.1 and Glorot starts (students wider than the teacher)", (4, 8, 12)),
 }
 
 

@@ -26,11 +26,15 @@ Every rule returns the kept neurons in their original order, with their weights 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .activations import Activation, get_activation
 from .gaussian import pair_interaction
+from .sweep import StartSpec
+from .teacher import Teacher
 
-__all__ = ["RULES", "prune", "neuron_scores", "merge_duplicates"]
+__all__ = ["RULES", "prune", "neuron_scores", "merge_duplicates", "pruned_start",
+           "neuron_roles", "anatomy"]
 
 #: The pruning rules :func:`prune` knows.
 RULES = ("magnitude", "spectral", "merge")
@@ -180,3 +184,64 @@ def prune(a, W, n_keep: int, rule: str = "magnitude", *,
     order = np.lexsort((np.arange(a.size), -scores))  # descending score, then index
     keep = np.sort(order[:n_keep])
     return a[keep].copy(), W[keep].copy()
+
+
+def pruned_start(a, W, teacher: Teacher, n_keep: int, rule: str,
+                 activation: str = "erf") -> StartSpec:
+    """The gradient-flow run that retrains the pruned student ``prune(a, W, n_keep, rule)``
+    (default flow options). Its label is the same for every rule, so two rules that keep
+    the same neurons share one stored result."""
+    a_p, W_p = prune(a, W, n_keep, rule, activation=activation)
+    return StartSpec(activation, a_p, W_p, teacher, label="pruned student")
+
+
+def neuron_roles(a, W, teacher: Teacher, activation: str | Activation = "erf", *,
+                 silent: float = 1e-4, cosine: float = 0.999) -> pd.DataFrame:
+    """What each neuron of a student does, relative to the teacher.
+
+    Its output size r_i = |a_i| sqrt(E[sigma(w_i.x)^2]) (exact) is compared with that of
+    the teacher's largest neuron, r_T: the neuron is ``"silent"`` if r_i <= silent r_T;
+    otherwise ``"on teacher"`` if its largest |cos(w_i, v_j)| over teacher neurons j is at
+    least ``cosine``, else ``"elsewhere"``.
+
+    Returns
+    -------
+    DataFrame
+        One row per student neuron: ``a``, ``norm`` (|w_i|), ``output`` (r_i / r_T),
+        ``teacher_neuron`` (the j of largest |cos|), ``cosine`` (that signed cosine) and
+        ``role``.
+    """
+    a, W = _check_student(a, W)
+    if W.shape[1] != teacher.d:
+        raise ValueError(f"W has {W.shape[1]} columns, the teacher's input dimension is "
+                         f"{teacher.d}")
+    own = np.sqrt(np.maximum(np.diag(pair_interaction(W, W, activation)), 0.0))
+    teacher_own = np.abs(teacher.a) * np.sqrt(np.diag(pair_interaction(teacher.V, teacher.V,
+                                                                       activation)))
+    output = np.abs(a) * own / teacher_own.max()
+    norms = np.linalg.norm(W, axis=1)
+    cos = (W @ teacher.V.T) / np.maximum(norms[:, None], 1e-300) \
+        / np.linalg.norm(teacher.V, axis=1)[None, :]
+    j = np.argmax(np.abs(cos), axis=1)
+    best = cos[np.arange(a.size), j]
+    role = np.where(output <= silent, "silent",
+                    np.where(np.abs(best) >= cosine, "on teacher", "elsewhere"))
+    return pd.DataFrame(dict(a=a, norm=norms, output=output, teacher_neuron=j, cosine=best,
+                             role=role))
+
+
+def anatomy(a, W, teacher: Teacher, activation: str | Activation = "erf", *,
+            diverging: float = 10.0, **role_options) -> dict:
+    """Counts of :func:`neuron_roles` for one student: ``silent``, ``on_teacher``,
+    ``elsewhere`` neurons; ``shared``, the teacher neurons with two or more non-silent
+    student neurons on them; ``uncovered``, the teacher neurons with none;
+    ``diverging_pairs``, shared teacher neurons with two of their neurons at
+    |a| > ``diverging``; and ``max_abs_a``."""
+    roles = neuron_roles(a, W, teacher, activation, **role_options)
+    on = roles[roles.role == "on teacher"]
+    per_teacher = on.groupby("teacher_neuron").size().reindex(range(teacher.k), fill_value=0)
+    big = on[on.a.abs() > diverging].groupby("teacher_neuron").size()
+    return dict(silent=int((roles.role == "silent").sum()), on_teacher=len(on),
+                elsewhere=int((roles.role == "elsewhere").sum()),
+                shared=int((per_teacher >= 2).sum()), uncovered=int((per_teacher == 0).sum()),
+                diverging_pairs=int((big >= 2).sum()), max_abs_a=float(np.abs(roles.a).max()))
