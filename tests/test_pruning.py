@@ -162,3 +162,22 @@ def test_pruned_start_shares_its_key_across_rules_that_keep_the_same_neurons():
     T, a, W = _teacher_plus_zero()
     keys = {pruned_start(a, W, T, T.k, rule).params()["start"] for rule in RULES}
     assert len(keys) == 1
+
+
+def test_prune_and_retrain_rows_and_reuse(tmp_path):
+    from copyaverage.pruning import prune_and_retrain
+    from copyaverage.sweep import RunSpec
+
+    spec = RunSpec("erf", 3, 4, 0)  # labels the rows; its teacher is Teacher.orthonormal(3)
+    T, a, W = _teacher_plus_zero(k=3, at=1)
+    table = prune_and_retrain([(spec, (a, W))], lambda k: [2], store=tmp_path, n_jobs=1)
+    assert list(table.rule) == list(RULES) and (table.n_keep == 2).all()
+    assert (table.kept == 2).all()
+    # two exact copies and one teacher neuron uncovered: loss 1/3 before retraining
+    np.testing.assert_allclose(table.pruned_loss, 1 / 3, rtol=1e-12)
+    assert table.converged.all() and (table.grad_norm <= 1e-12).all()
+    assert (table.loss < 1 / 3).all()  # retraining lowers it
+    # magnitude and merge keep the same two neurons (spectral breaks the three-way tie of
+    # equal teacher neurons in its own way): one retraining run, bit-identical end points
+    assert table.loss[0] == table.loss[2]
+    np.testing.assert_allclose(table.loss, table.loss[0], rtol=1e-12)

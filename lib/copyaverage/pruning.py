@@ -29,12 +29,14 @@ import numpy as np
 import pandas as pd
 
 from .activations import Activation, get_activation
+from .classify import classify
 from .gaussian import pair_interaction
-from .sweep import StartSpec
+from .loss import population_loss
+from .sweep import StartSpec, sweep
 from .teacher import Teacher
 
 __all__ = ["RULES", "prune", "neuron_scores", "merge_duplicates", "pruned_start",
-           "neuron_roles", "anatomy"]
+           "neuron_roles", "anatomy", "prune_and_retrain"]
 
 #: The pruning rules :func:`prune` knows.
 RULES = ("magnitude", "spectral", "merge")
@@ -133,8 +135,10 @@ def merge_duplicates(a, W, activation: str | Activation = "erf", rtol: float = 0
         idx = groups[first]
         s = sign_of[idx]
         weights = np.abs(a[idx])
-        w = (weights @ (s[:, None] * W[idx]) / weights.sum() if weights.sum() > 0
-             else W[first])
+        if len(idx) == 1 or weights.sum() == 0:
+            w = s[0] * W[first]  # a neuron alone is kept bit for bit
+        else:
+            w = weights @ (s[:, None] * W[idx]) / weights.sum()
         merged_a.append(float(s @ a[idx]))
         merged_W.append(w)
         members.append(idx)
@@ -245,3 +249,53 @@ def anatomy(a, W, teacher: Teacher, activation: str | Activation = "erf", *,
                 elsewhere=int((roles.role == "elsewhere").sum()),
                 shared=int((per_teacher >= 2).sum()), uncovered=int((per_teacher == 0).sum()),
                 diverging_pairs=int((big >= 2).sum()), max_abs_a=float(np.abs(roles.a).max()))
+
+
+def prune_and_retrain(students, n_keep_values, rules=RULES, *, activation: str = "erf",
+                      store=None, n_jobs: int = 2, progress: bool = False) -> pd.DataFrame:
+    """Prune every student to every width and retrain it by gradient flow.
+
+    Parameters
+    ----------
+    students : iterable of (spec, (a, W))
+        Wide students and the runs that made them (RunSpec: its ``k``, ``n``, ``seed``,
+        ``init`` label the rows; the teacher is ``spec.teacher()``).
+    n_keep_values : callable
+        ``n_keep_values(k)`` gives the widths n' to prune to for teacher width k.
+    rules : sequence of str
+        Rules of :data:`RULES`.
+    store, n_jobs, progress
+        As for :func:`copyaverage.sweep.sweep` (the retraining runs go through the store;
+        runs whose pruned start is the same are computed once).
+
+    Returns
+    -------
+    DataFrame
+        One row per (student, n', rule): ``k``, ``init``, ``seed``, ``n_wide``, ``n_keep``,
+        ``rule``, ``kept`` (neurons kept), ``pruned_loss`` (before retraining), and of the
+        retrained end point ``loss``, ``grad_norm``, ``converged`` and ``label``
+        (:func:`copyaverage.classify.classify`; "not converged" otherwise).
+    """
+    rows, specs = [], []
+    for spec, (a, W) in students:
+        teacher = spec.teacher()
+        for n_keep in n_keep_values(spec.k):
+            for rule in rules:
+                start = pruned_start(a, W, teacher, int(n_keep), rule, activation)
+                rows.append(dict(k=spec.k, init=spec.init, seed=spec.seed, n_wide=spec.n,
+                                 n_keep=int(n_keep), rule=rule, kept=start.n,
+                                 pruned_loss=population_loss(start.a0, start.W0, teacher,
+                                                             activation)))
+                specs.append(start)
+    keys = [s.params()["start"] for s in specs]
+    unique = {key: i for i, key in enumerate(keys)}
+    results = sweep([specs[i] for i in unique.values()], store=store, n_jobs=n_jobs,
+                    progress=progress, desc="pruned students")
+    by_key = dict(zip(unique, results))
+    for row, spec, key in zip(rows, specs, keys):
+        r = by_key[key]
+        label = (classify(r.a, r.W, spec.teacher(), activation, loss=r.loss).label
+                 if r.converged and spec.n < spec.k else
+                 "not converged" if not r.converged else "not classified (n >= k)")
+        row.update(loss=r.loss, grad_norm=r.grad_norm, converged=bool(r.converged), label=label)
+    return pd.DataFrame(rows)
