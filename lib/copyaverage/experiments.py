@@ -568,7 +568,8 @@ class WideExperiment:
     Runs: erf, unit-orthonormal teacher (d = k + 1), for every k of ``k_values`` the five
     widths n of :meth:`widths`, every initialization of ``inits`` (std 0.1 for
     "gaussian") and every seed, default flow options; in that order (k, then n, then
-    initialization, then seed).
+    initialization, then seed). ``options`` are gradient-flow options of every run
+    (:data:`copyaverage.sweep.FLOW_OPTIONS`).
     """
 
     name: str
@@ -576,6 +577,7 @@ class WideExperiment:
     k_values: tuple
     inits: tuple = ("gaussian", "glorot")
     seeds: tuple = tuple(range(20))
+    options: tuple = ()
 
     @staticmethod
     def widths(k: int) -> list[int]:
@@ -583,7 +585,7 @@ class WideExperiment:
         return sorted({k, k + 1, -(-3 * k // 2), 2 * k, 3 * k})
 
     def specs(self) -> list[RunSpec]:
-        return [RunSpec("erf", k, n, seed, init) for k in self.k_values
+        return [RunSpec("erf", k, n, seed, init, options=self.options) for k in self.k_values
                 for n in self.widths(k) for init in self.inits for seed in self.seeds]
 
 
@@ -617,10 +619,14 @@ PLANNED = {
     "erf_k100": _width_experiment(100, 38, 50),
     "erf_k50_s1": _scale_experiment("1", 1.0),
     # students wider than the teacher, to prune (chapter "Wider than the teacher, then
-    # pruned"): five widths from k to 3k, which keeps the k = 12 runs to minutes
+    # pruned"): five widths from k to 3k, which keeps the k = 12 runs to minutes. At the
+    # zero-loss end points of the widest students the gradient's round-off floor is about
+    # 1e-12 (k = 12, n = 36, seed 0: loss exactly 0 and |g| = 1.1e-12 after 60 s of
+    # stepping), so these runs stop at 1e-11, and at 600 s of wall time
     "erf_wide": WideExperiment(
         "erf_wide", "erf, k = 4, 8, 12, n from k to 3k (k, k + 1, 3k/2, 2k, 3k), 20 seeds, "
-        "std-0.1 and Glorot starts (students wider than the teacher)", (4, 8, 12)),
+        "std-0.1 and Glorot starts (students wider than the teacher); gradient tolerance "
+        "1e-11, 600 s per run", (4, 8, 12), options=(("max_time", 600.0), ("tol", 1e-11))),
 }
 
 
