@@ -605,6 +605,15 @@ EXPERIMENTS = {
     # basins against the scale of the initialization (std 0.1 is erf_k50_gaussian)
     "erf_k50_s1e-3": _scale_experiment("1e-3", 1e-3),
     "erf_k50_s1e-2": _scale_experiment("1e-2", 1e-2),
+    # students wider than the teacher, to prune (chapter "Wider than the teacher, then
+    # pruned"): five widths from k to 3k, which keeps the k = 12 runs to minutes. At the
+    # zero-loss end points of the widest students the gradient's round-off floor is about
+    # 1e-12 (k = 12, n = 36, seed 0: loss exactly 0 and |g| = 1.1e-12 after 60 s of
+    # stepping), so these runs stop at 1e-11, and at 600 s of wall time
+    "erf_wide": WideExperiment(
+        "erf_wide", "erf, k = 4, 8, 12, n from k to 3k (k, k + 1, 3k/2, 2k, 3k), 20 seeds, "
+        "std-0.1 and Glorot starts (students wider than the teacher); gradient tolerance "
+        "1e-11, 600 s per run", (4, 8, 12), options=(("max_time", 600.0), ("tol", 1e-11))),
     # basin fractions near the switch (n_sw = 24) with binomial half-widths < 0.07
     "erf_k50_seeds200": Experiment(
         "erf_k50_seeds200", "erf, k = 50, n = 23, 24, 25, 200 Glorot seeds (basin fractions "
@@ -618,15 +627,6 @@ PLANNED = {
     # chosen before the runs
     "erf_k100": _width_experiment(100, 38, 50),
     "erf_k50_s1": _scale_experiment("1", 1.0),
-    # students wider than the teacher, to prune (chapter "Wider than the teacher, then
-    # pruned"): five widths from k to 3k, which keeps the k = 12 runs to minutes. At the
-    # zero-loss end points of the widest students the gradient's round-off floor is about
-    # 1e-12 (k = 12, n = 36, seed 0: loss exactly 0 and |g| = 1.1e-12 after 60 s of
-    # stepping), so these runs stop at 1e-11, and at 600 s of wall time
-    "erf_wide": WideExperiment(
-        "erf_wide", "erf, k = 4, 8, 12, n from k to 3k (k, k + 1, 3k/2, 2k, 3k), 20 seeds, "
-        "std-0.1 and Glorot starts (students wider than the teacher); gradient tolerance "
-        "1e-11, 600 s per run", (4, 8, 12), options=(("max_time", 600.0), ("tol", 1e-11))),
 }
 
 
