@@ -273,7 +273,8 @@ def prune_and_retrain(students, n_keep_values, rules=RULES, *, activation: str =
     DataFrame
         One row per (student, n', rule): ``k``, ``init``, ``seed``, ``n_wide``, ``n_keep``,
         ``rule``, ``kept`` (neurons kept), ``pruned_loss`` (before retraining), and of the
-        retrained end point ``loss``, ``grad_norm``, ``converged`` and ``label``
+        retrained end point ``loss``, ``grad_norm``, ``converged``, ``min_eigenvalue`` (of
+        the Hessian) and ``label``
         (:func:`copyaverage.classify.classify`; "not converged" otherwise).
     """
     rows, specs = [], []
@@ -297,5 +298,6 @@ def prune_and_retrain(students, n_keep_values, rules=RULES, *, activation: str =
         label = (classify(r.a, r.W, spec.teacher(), activation, loss=r.loss).label
                  if r.converged and spec.n < spec.k else
                  "not converged" if not r.converged else "not classified (n >= k)")
-        row.update(loss=r.loss, grad_norm=r.grad_norm, converged=bool(r.converged), label=label)
+        row.update(loss=r.loss, grad_norm=r.grad_norm, converged=bool(r.converged),
+                   min_eigenvalue=r.min_eigenvalue, label=label)
     return pd.DataFrame(rows)
