@@ -35,11 +35,15 @@ from .loss import population_loss
 from .sweep import StartSpec, sweep
 from .teacher import Teacher
 
-__all__ = ["RULES", "prune", "neuron_scores", "merge_duplicates", "pruned_start",
+__all__ = ["RULES", "RECOVERED_LOSS", "prune", "neuron_scores", "merge_duplicates", "pruned_start",
            "neuron_roles", "anatomy", "prune_and_retrain"]
 
 #: The pruning rules :func:`prune` knows.
 RULES = ("magnitude", "spectral", "merge")
+
+#: End loss at or below which a student counts as having recovered the teacher (the book's
+#: chapter on pruning; the teacher's own output has E[f*^2] = k/3).
+RECOVERED_LOSS = 1e-10
 
 
 def _check_student(a, W):
