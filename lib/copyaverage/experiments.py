@@ -574,8 +574,9 @@ class WideExperiment:
 
     Runs: erf, unit-orthonormal teacher (d = k + 1), for every k of ``k_values`` the five
     widths n of :meth:`widths`, every initialization of ``inits`` (std 0.1 for
-    "gaussian") and every seed, default flow options; in that order (k, then n, then
-    initialization, then seed). ``options`` are gradient-flow options of every run
+    "gaussian") and every seed; in that order (k, then n, then
+    initialization, then seed). ``n_values`` replaces those five widths for every k.
+    ``options`` are gradient-flow options of every run
     (:data:`copyaverage.sweep.FLOW_OPTIONS`).
     """
 
@@ -585,10 +586,13 @@ class WideExperiment:
     inits: tuple = ("gaussian", "glorot")
     seeds: tuple = tuple(range(20))
     options: tuple = ()
+    n_values: tuple | None = None
 
-    @staticmethod
-    def widths(k: int) -> list[int]:
-        """The widths run for teacher width k: k, k + 1, ceil(3k/2), 2k and 3k."""
+    def widths(self, k: int) -> list[int]:
+        """The widths run for teacher width k: ``n_values`` if given, else k, k + 1,
+        ceil(3k/2), 2k and 3k."""
+        if self.n_values is not None:
+            return sorted(self.n_values)
         return sorted({k, k + 1, -(-3 * k // 2), 2 * k, 3 * k})
 
     def specs(self) -> list[RunSpec]:
@@ -621,6 +625,12 @@ EXPERIMENTS = {
         "erf_wide", "erf, k = 4, 8, 12, n from k to 3k (k, k + 1, 3k/2, 2k, 3k), 20 seeds, "
         "std-0.1 and Glorot starts (students wider than the teacher); gradient tolerance "
         "1e-11, 600 s per run", (4, 8, 12), options=(("max_time", 600.0), ("tol", 1e-11))),
+    # spot checks of students wider than the teacher at the paper's scale (minutes per run)
+    "erf_wide_k50": WideExperiment(
+        "erf_wide_k50", "erf, k = 50, n = 50, 55, 60, Glorot seeds 0..2 (students wider than "
+        "the teacher at the paper's scale); gradient tolerance 1e-11, 1800 s per run", (50,),
+        inits=("glorot",), seeds=(0, 1, 2), options=(("max_time", 1800.0), ("tol", 1e-11)),
+        n_values=(50, 55, 60)),
     # basin fractions near the switch (n_sw = 24) with binomial half-widths < 0.07
     "erf_k50_seeds200": Experiment(
         "erf_k50_seeds200", "erf, k = 50, n = 23, 24, 25, 200 Glorot seeds (basin fractions "

@@ -5,7 +5,7 @@ neurons. This module holds the three rules the book compares (:data:`RULES`), ea
 function of the student alone (the teacher is never consulted):
 
 ``"magnitude"``
-    Keep the neurons with the largest |a_i| |w_i| (outgoing times incoming weight norm).
+    Keep the neurons with the largest ``|a_i|`` ``|w_i|`` (outgoing times incoming weight norm).
 ``"spectral"``
     Keep the neurons with the largest leverage in the top ``n_keep`` eigenspace of the
     neurons' output Gram matrix K_ij = a_i a_j E[sigma(w_i.x) sigma(w_j.x)] (exact, from
@@ -92,14 +92,15 @@ def neuron_scores(a, W, rule: str, activation: str | Activation = "erf",
 def merge_duplicates(a, W, activation: str | Activation = "erf", rtol: float = 0.1):
     """Merge neurons that compute (nearly) the same function.
 
-    Neurons i and j are joined when |w_i - s w_j| <= rtol max(|w_i|, |w_j|), with s = 1,
-    or s = -1 too when the activation is odd (then s sigma(w_j.x) = sigma(s w_j.x)).
-    Groups are formed greedily: each neuron not yet in a group leads a new one and takes in
-    every later free neuron near it (so a group spans at most 2 rtol around its leader,
-    and the result does not depend on a clustering threshold chain). A group becomes one neuron with outgoing
-    weight A = sum_j s_j a_j and incoming vector the |a|-weighted mean of the s_j w_j,
+    Neurons i and j are joined when ``|w_i - s w_j|`` <= rtol max(``|w_i|``, ``|w_j|``),
+    with s = 1, or s = -1 too when the activation is odd (then
+    s sigma(w_j.x) = sigma(s w_j.x)). Groups are formed greedily: each neuron not yet in
+    a group leads a new one and takes in every later free neuron near it (so a group
+    lies within rtol of its leader, and no chain of near neighbours can grow it further).
+    A group becomes one neuron with outgoing weight A = sum_j s_j a_j and incoming vector
+    the ``|a|``-weighted mean of the s_j w_j (a neuron alone keeps its own, bit for bit),
     which computes exactly the group's function when its w_j coincide (and to first
-    order in their spread otherwise). Groups keep the position of their first member.
+    order in their spread otherwise). Groups keep the position of their leader.
 
     Returns
     -------
@@ -207,16 +208,16 @@ def neuron_roles(a, W, teacher: Teacher, activation: str | Activation = "erf", *
                  silent: float = 1e-4, cosine: float = 0.999) -> pd.DataFrame:
     """What each neuron of a student does, relative to the teacher.
 
-    Its output size r_i = |a_i| sqrt(E[sigma(w_i.x)^2]) (exact) is compared with that of
+    Its output size r_i = ``|a_i|`` sqrt(E[sigma(w_i.x)^2]) (exact) is compared with that of
     the teacher's largest neuron, r_T: the neuron is ``"silent"`` if r_i <= silent r_T;
-    otherwise ``"on teacher"`` if its largest |cos(w_i, v_j)| over teacher neurons j is at
+    otherwise ``"on teacher"`` if its largest ``|cos(w_i, v_j)|`` over teacher neurons j is at
     least ``cosine``, else ``"elsewhere"``.
 
     Returns
     -------
     DataFrame
-        One row per student neuron: ``a``, ``norm`` (|w_i|), ``output`` (r_i / r_T),
-        ``teacher_neuron`` (the j of largest |cos|), ``cosine`` (that signed cosine) and
+        One row per student neuron: ``a``, ``norm`` (``|w_i|``), ``output`` (r_i / r_T),
+        ``teacher_neuron`` (the j of largest ``|cos|``), ``cosine`` (that signed cosine) and
         ``role``.
     """
     a, W = _check_student(a, W)
@@ -244,7 +245,7 @@ def anatomy(a, W, teacher: Teacher, activation: str | Activation = "erf", *,
     ``elsewhere`` neurons; ``shared``, the teacher neurons with two or more non-silent
     student neurons on them; ``uncovered``, the teacher neurons with none;
     ``diverging_pairs``, shared teacher neurons with two of their neurons at
-    |a| > ``diverging``; and ``max_abs_a``."""
+    ``|a|`` > ``diverging``; and ``max_abs_a``."""
     roles = neuron_roles(a, W, teacher, activation, **role_options)
     on = roles[roles.role == "on teacher"]
     per_teacher = on.groupby("teacher_neuron").size().reindex(range(teacher.k), fill_value=0)
