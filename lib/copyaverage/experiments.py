@@ -577,7 +577,7 @@ class WideExperiment:
     "gaussian") and every seed; in that order (k, then n, then
     initialization, then seed). ``n_values`` replaces those five widths for every k.
     ``options`` are gradient-flow options of every run
-    (:data:`copyaverage.sweep.FLOW_OPTIONS`).
+    (``copyaverage.sweep.FLOW_OPTIONS``).
     """
 
     name: str

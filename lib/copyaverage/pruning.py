@@ -152,8 +152,10 @@ def merge_duplicates(a, W, activation: str | Activation = "erf", rtol: float = 0
 
 def prune(a, W, n_keep: int, rule: str = "magnitude", *,
           activation: str | Activation = "erf", merge_rtol: float = 0.1):
-    """Prune the student (a, W) to at most ``n_keep`` neurons by ``rule`` (see :data:`RULES`
-    and the module docstring).
+    """Prune the student (a, W) to at most ``n_keep`` neurons by ``rule``.
+
+    The rules are those of :data:`~copyaverage.pruning.RULES`; the module docstring
+    describes each.
 
     Parameters
     ----------
