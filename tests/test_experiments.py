@@ -280,3 +280,16 @@ def test_verify_sample_max_seconds_draws_only_from_the_fast_runs(small):
         verify_sample(out, m=1, max_seconds=1e-9)
     with pytest.raises(ValueError, match="max_seconds must be a positive"):
         verify_sample(out, m=1, max_seconds=0)
+
+
+def test_width_and_scale_maps_name_defined_experiments_of_that_k_and_scale():
+    from copyaverage.experiments import (EXPERIMENTS, PLANNED, SCALE_EXPERIMENTS,
+                                         WIDTH_EXPERIMENTS)
+
+    known = {**EXPERIMENTS, **PLANNED}
+    for k, name in WIDTH_EXPERIMENTS.items():
+        assert {spec.k for spec in known[name].specs()} == {k}, name
+        assert {spec.init for spec in known[name].specs()} == {"glorot"}, name
+    for std, name in SCALE_EXPERIMENTS.items():
+        specs = known[name].specs()
+        assert {(s.k, s.init, s.std) for s in specs} == {(50, "gaussian", std)}, name

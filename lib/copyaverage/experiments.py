@@ -41,6 +41,8 @@ from .sweep import RunSpec, StartSpec, grid, run, sweep
 __all__ = [
     "EXPERIMENTS",
     "PLANNED",
+    "SCALE_EXPERIMENTS",
+    "WIDTH_EXPERIMENTS",
     "Experiment",
     "WideExperiment",
     "committed_results_dir",
@@ -645,6 +647,16 @@ PLANNED = {
     "erf_k100": _width_experiment(100, 38, 50),
     "erf_k50_s1": _scale_experiment("1", 1.0),
 }
+
+#: Teacher width k -> the experiment of Glorot students at that k that the basins chapter
+#: compares across widths (a key of :data:`EXPERIMENTS` or of :data:`PLANNED`).
+WIDTH_EXPERIMENTS = {20: "erf_k20", 30: "erf_k30", 40: "erf_k40", 50: "erf_k50",
+                     70: "erf_k70", 100: "erf_k100"}
+
+#: Standard deviation s of every initial weight -> the k = 50 experiment with N(0, s^2)
+#: starts (a key of :data:`EXPERIMENTS` or of :data:`PLANNED`).
+SCALE_EXPERIMENTS = {1.0: "erf_k50_s1", 0.1: "erf_k50_gaussian", 1e-2: "erf_k50_s1e-2",
+                     1e-3: "erf_k50_s1e-3"}
 
 
 def committed_results_dir(name: str, root: str | os.PathLike | None = None) -> Path:
