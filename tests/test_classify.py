@@ -107,3 +107,14 @@ def test_bad_input():
     # sum of its groups' one-neuron losses (a route that does not use the weights)
     assert population_loss(a, W, T, "erf") == pytest.approx(copy_average_loss((1, 1, 3), "erf"),
                                                              rel=1e-13, abs=0)
+
+
+def test_end_label_names_unconverged_and_wide_runs_and_classifies_the_rest():
+    from copyaverage.classify import NOT_CLASSIFIED, NOT_CONVERGED, end_label
+    from copyaverage.configurations import ca_optimum_point
+
+    T = Teacher.orthonormal(4)
+    a, W = ca_optimum_point(2, T, "erf")
+    assert end_label(a, W, T, "erf", converged=False) == NOT_CONVERGED
+    assert end_label(a, W, T, "erf", converged=True) == "CA optimum"
+    assert end_label(T.a, T.V, T, "erf", converged=True) == NOT_CLASSIFIED

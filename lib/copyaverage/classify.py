@@ -79,6 +79,9 @@ __all__ = [
     "Classification",
     "classify",
     "ca_optimum_loss",
+    "NOT_CONVERGED",
+    "NOT_CLASSIFIED",
+    "end_label",
 ]
 
 CA_OPTIMUM = "CA optimum"
@@ -254,3 +257,21 @@ def classify(a, W, teacher: Teacher, activation: str | Activation, *,
     elif len(set(best_teacher.tolist())) < n:
         why.append("two neurons copy the same teacher neuron")
     return result(OTHER, "; ".join(why) or "no class fits", False)
+
+
+#: Label of a run that did not converge (its end point is not classified).
+NOT_CONVERGED = "not converged"
+#: Label of a converged student at least as wide as the teacher (the classes need n < k).
+NOT_CLASSIFIED = "not classified (n >= k)"
+
+
+def end_label(a, W, teacher: Teacher, activation: str | Activation, converged: bool,
+              loss: float | None = None) -> str:
+    """The label the book gives an end point: :data:`NOT_CONVERGED` if the run did not
+    converge, :data:`NOT_CLASSIFIED` if the student has n >= k neurons, else the class of
+    :func:`classify` (``loss``: the loss at (a, W) if known)."""
+    if not converged:
+        return NOT_CONVERGED
+    if np.shape(a)[0] >= teacher.k:
+        return NOT_CLASSIFIED
+    return classify(a, W, teacher, activation, loss=loss).label

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, parallel_config
 
-from .classify import CA_OPTIMUM, LABELS, PERTURBED_COPY, classify
+from .classify import (CA_OPTIMUM, LABELS, NOT_CLASSIFIED, NOT_CONVERGED, PERTURBED_COPY,
+                       classify, end_label)
 from .configurations import copy_average_point
 from .derivatives import closed_form_gradient
 from .loss import population_loss
@@ -163,7 +164,7 @@ def _row(spec: RunSpec, result) -> dict:
                    group_sizes=None if c.group_sizes is None else "+".join(map(str, c.group_sizes)),
                    min_copy_cosine=float(np.min(c.copy_cosine)))
     else:  # the classes are defined for n < k only
-        row.update(label="not converged" if not result.converged else "not classified (n >= k)",
+        row.update(label=NOT_CONVERGED if not result.converged else NOT_CLASSIFIED,
                    ca_optimum_loss=float("nan"), group_sizes=None, min_copy_cosine=float("nan"))
     return row
 
@@ -455,12 +456,7 @@ def relabel(ends, table: pd.DataFrame, k: int, activation: str = "erf", tol: flo
         converged = bool(grad_norm <= tol)
         if abs(grad_norm - tol) <= 0.01 * tol:
             converged = bool(stored_flag)
-        if not converged:
-            label = "not converged"
-        elif n >= k:  # the classes are defined for n < k only (as in the stored summary)
-            label = "not classified (n >= k)"
-        else:
-            label = classify(a, W, teacher, activation, loss=loss).label
+        label = end_label(a, W, teacher, activation, converged, loss)
         losses.append(loss)
         norms.append(grad_norm)
         flags.append(converged)

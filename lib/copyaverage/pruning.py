@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .activations import Activation, get_activation
-from .classify import classify
+from .classify import end_label
 from .gaussian import pair_interaction
 from .loss import population_loss
 from .sweep import StartSpec, sweep
@@ -302,9 +302,7 @@ def prune_and_retrain(students, n_keep_values, rules=RULES, *, activation: str =
     by_key = dict(zip(unique, results))
     for row, spec, key in zip(rows, specs, keys):
         r = by_key[key]
-        label = (classify(r.a, r.W, spec.teacher(), activation, loss=r.loss).label
-                 if r.converged and spec.n < spec.k else
-                 "not converged" if not r.converged else "not classified (n >= k)")
+        label = end_label(r.a, r.W, spec.teacher(), activation, r.converged, r.loss)
         row.update(loss=r.loss, grad_norm=r.grad_norm, converged=bool(r.converged),
                    min_eigenvalue=r.min_eigenvalue, label=label)
     return pd.DataFrame(rows)
