@@ -30,6 +30,7 @@ import pandas as pd
 
 from .activations import Activation, get_activation
 from .classify import end_label
+from .configurations import signed_cosines
 from .gaussian import pair_interaction
 from .loss import population_loss
 from .sweep import StartSpec, sweep
@@ -219,7 +220,8 @@ def neuron_roles(a, W, teacher: Teacher, activation: str | Activation = "erf", *
     -------
     DataFrame
         One row per student neuron: ``a``, ``norm`` (``|w_i|``), ``output`` (r_i / r_T),
-        ``teacher_neuron`` (the j of largest ``|cos|``), ``cosine`` (that signed cosine) and
+        ``teacher_neuron`` (the j of largest ``|cos|``), ``cosine`` (that cosine, signed by
+        a_i as in :func:`~copyaverage.configurations.signed_cosines`) and
         ``role``.
     """
     a, W = _check_student(a, W)
@@ -231,8 +233,7 @@ def neuron_roles(a, W, teacher: Teacher, activation: str | Activation = "erf", *
                                                                        activation)))
     output = np.abs(a) * own / teacher_own.max()
     norms = np.linalg.norm(W, axis=1)
-    cos = (W @ teacher.V.T) / np.maximum(norms[:, None], 1e-300) \
-        / np.linalg.norm(teacher.V, axis=1)[None, :]
+    cos = signed_cosines(a, W, teacher) / np.linalg.norm(teacher.V, axis=1)[None, :]
     j = np.argmax(np.abs(cos), axis=1)
     best = cos[np.arange(a.size), j]
     role = np.where(output <= silent, "silent",
