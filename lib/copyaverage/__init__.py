@@ -12,6 +12,7 @@ Submodules with a function of the same name are not re-exported here, so that
 from .activations import ACTIVATIONS, Activation, erf_activation, get_activation
 from .configurations import copy_average_point, integer_partitions, set_partitions
 from .derivatives import closed_form_gradient, closed_form_hessian
+from .empirical import empirical_gradient, empirical_hessian, empirical_loss, sample_inputs
 from .exact_transition import perturbed_copy, transition
 from .flow import gradient_flow, initialize
 from .results import FlowResult, Stop
@@ -19,6 +20,7 @@ from .gaussian import monte_carlo_pair_interaction, pair_interaction
 from .loss import gradient, hessian, monte_carlo_loss, pack, population_loss, unpack
 from .one_neuron import one_neuron_critical_points, one_neuron_solution
 from .pruning import prune
+from .sgd import train
 from .store import ResultStore
 from .sweep import RunSpec, grid
 from .teacher import Teacher
@@ -61,6 +63,9 @@ __all__ = [
     "closed_form_gradient",
     "closed_form_hessian",
     "copy_average_point",
+    "empirical_gradient",
+    "empirical_hessian",
+    "empirical_loss",
     "erf_activation",
     "get_activation",
     "gradient",
@@ -78,6 +83,8 @@ __all__ = [
     "perturbed_copy",
     "population_loss",
     "prune",
+    "sample_inputs",
+    "train",
     "set_partitions",
     "transition",
     "unpack",

@@ -105,6 +105,7 @@ import scipy.linalg as sla
 from . import newton
 from .activations import Activation, get_activation
 from .derivatives import Objective
+from .empirical import EmpiricalObjective
 from .loss import check_student, pack, unpack
 from .ode import METHODS, Event, OdePhase
 from .results import FlowResult, Recorder, Stop
@@ -265,8 +266,10 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                   max_newton_iterations: int = 100,
                   trajectory_per_decade: int = 10,
                   record_parameters: bool = True,
-                  eigenvalues: bool = True) -> FlowResult:
-    """Follow gradient flow from (a0, W0) to a critical point of the population loss.
+                  eigenvalues: bool = True,
+                  data=None) -> FlowResult:
+    """Follow gradient flow from (a0, W0) to a critical point of the population loss
+    (or, with ``data``, of the empirical loss on that sample).
 
     Parameters
     ----------
@@ -302,6 +305,12 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
         Keep theta along the trajectory (default True); else only t, loss, ``|g|``.
     eigenvalues : bool
         Compute the Hessian spectrum at the end point (default True).
+    data : array_like (N, d), optional
+        A sample of inputs, one per row (e.g. :func:`copyaverage.empirical.sample_inputs`):
+        then the flow follows the empirical loss (1/N) sum_s (f(x_s) - f*(x_s))^2 of
+        :mod:`copyaverage.empirical` (full-batch gradient flow), and every loss, gradient
+        and Hessian of the result is the empirical one; ``options["samples"]`` of the
+        result is N.
 
     Returns
     -------
@@ -311,7 +320,8 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     ------
     ValueError
         For a bad teacher, activation, shapes, non-finite initial weights, an
-        unknown method, or non-positive tolerances and limits.
+        unknown method, non-positive tolerances and limits, or a sample that is not a
+        finite (N, d) array with N >= 1.
     """
     t_start, cpu_start = time.perf_counter(), time.process_time()
     act = get_activation(activation)
@@ -324,7 +334,12 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                                 trajectory_per_decade=trajectory_per_decade,
                                 record_parameters=record_parameters, eigenvalues=eigenvalues)
     n, d = W0.shape
-    C = _Counter(Objective(teacher, act, n))
+    if data is None:
+        objective = Objective(teacher, act, n)
+    else:
+        objective = EmpiricalObjective(teacher, act, n, data)
+        options["samples"] = objective.N
+    C = _Counter(objective)
     theta = pack(a0, W0)
     try:
         L, g = C.loss_and_gradient(theta)

@@ -54,7 +54,8 @@ import numpy as np
 
 from .activations import ACTIVATIONS
 from .loss import check_student
-from .flow import SCHEMES, gradient_flow, initialize
+from .empirical import sample_inputs
+from .flow import SCHEMES, _check_int, gradient_flow, initialize
 from .results import FlowResult
 from .store import ResultStore, code_hash
 from .teacher import Teacher
@@ -95,6 +96,12 @@ class RunSpec:
         Standard deviation of the ``"gaussian"`` initialization.
     options : tuple of (name, value) pairs
         Options for :func:`~copyaverage.flow.gradient_flow` (sorted by name).
+    samples : int or None
+        None (default): the flow follows the population loss. An integer N >= 1: the
+        full-batch flow on the empirical loss of N inputs drawn by
+        :func:`copyaverage.empirical.sample_inputs` with ``data_seed``.
+    data_seed : int
+        Seed of that sample (default 0; ignored when ``samples`` is None).
     """
 
     activation: str
@@ -105,6 +112,8 @@ class RunSpec:
     d: int | None = None
     std: float = 0.1
     options: tuple = field(default_factory=tuple)
+    samples: int | None = None
+    data_seed: int = 0
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -119,6 +128,10 @@ class RunSpec:
         if self.init not in SCHEMES:
             raise ValueError(f"unknown initialization scheme {self.init!r}; known: {', '.join(SCHEMES)}")
         object.__setattr__(self, "options", _check_options(self.options))
+        if self.samples is not None:
+            _check_int(self.samples, "samples (N)", 1)
+            object.__setattr__(self, "samples", int(self.samples))
+        object.__setattr__(self, "data_seed", _check_int(self.data_seed, "data_seed", 0))
         for name in ("k", "n", "seed"):
             object.__setattr__(self, name, int(getattr(self, name)))
 
@@ -133,6 +146,8 @@ class RunSpec:
         p["std"] = float(self.std) if self.init == "gaussian" else None
         p["options"] = dict(self.options)
         p["kind"] = "gradient_flow/unit-orthonormal-teacher"
+        if self.samples is None:  # population runs keep the keys they had
+            del p["samples"], p["data_seed"]
         return p
 
     def teacher(self) -> Teacher:
@@ -142,6 +157,12 @@ class RunSpec:
     def start(self):
         """The initial student (a0, W0) drawn from the seed."""
         return initialize(self.n, self.teacher(), self.init, self.seed, self.std)
+
+    def data(self):
+        """The sample of inputs (N, d), or None for a population run."""
+        if self.samples is None:
+            return None
+        return sample_inputs(self.samples, self.dim, self.data_seed)
 
 
 def _check_options(options) -> tuple:
@@ -221,6 +242,10 @@ class StartSpec:
     def start(self):
         return self.a0, self.W0
 
+    def data(self):
+        """None: a StartSpec run follows the population loss."""
+        return None
+
 
 def grid(activation, k, n, seeds, init="gaussian", *, d=None, std=0.1, skip_n_ge_k=True,
          **options) -> list[RunSpec]:
@@ -248,7 +273,7 @@ def run(spec: RunSpec | StartSpec) -> FlowResult:
     a0, W0 = spec.start()
     opts = dict(spec.options)
     opts.setdefault("record_parameters", False)
-    return gradient_flow(a0, W0, T, spec.activation, **opts)
+    return gradient_flow(a0, W0, T, spec.activation, data=spec.data(), **opts)
 
 
 @functools.lru_cache(maxsize=1)
