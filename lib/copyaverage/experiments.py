@@ -46,6 +46,9 @@ __all__ = [
     "WIDTH_EXPERIMENTS",
     "Experiment",
     "WideExperiment",
+    "SampleExperiment",
+    "SAMPLE_EXPERIMENT",
+    "NOT_CLASSIFIED_SAMPLE",
     "committed_results_dir",
     "find_checkout",
     "results_root",
@@ -149,6 +152,11 @@ def erf_grid(k_values=range(2, 13), seeds=range(20), init="gaussian", activation
     return [s for k in k_values for s in grid(activation, k, range(1, k), list(seeds), init)]
 
 
+#: The summary label of a converged finite-sample run: its class is that of the population
+#: critical point reached from it (:mod:`copyaverage.distillation`), not of the raw point.
+NOT_CLASSIFIED_SAMPLE = "not classified (finite sample)"
+
+
 def _row(spec: RunSpec, result) -> dict:
     teacher = spec.teacher()
     ev = result.hessian_eigenvalues
@@ -158,7 +166,11 @@ def _row(spec: RunSpec, result) -> dict:
                loss=result.loss, grad_norm=result.grad_norm, converged=bool(result.converged),
                status=result.status, min_eigenvalue=result.min_eigenvalue,
                negative_eigenvalues=n_neg, time=result.timings.get("total", float("nan")))
-    if result.converged and spec.n < spec.k:
+    if spec.samples is not None:  # a finite-sample end point: see copyaverage.distillation
+        row.update(samples=spec.samples, data_seed=spec.data_seed,
+                   label=NOT_CONVERGED if not result.converged else NOT_CLASSIFIED_SAMPLE,
+                   ca_optimum_loss=float("nan"), group_sizes=None, min_copy_cosine=float("nan"))
+    elif result.converged and spec.n < spec.k:
         c = classify(result.a, result.W, teacher, spec.activation, loss=result.loss)
         row.update(label=c.label, ca_optimum_loss=c.ca_optimum_loss,
                    group_sizes=None if c.group_sizes is None else "+".join(map(str, c.group_sizes)),
@@ -304,7 +316,8 @@ def load_endpoints(path: str | os.PathLike):
         opts = tuple(sorted(p["options"].items()))
         specs.append(RunSpec(p["activation"], p["k"], p["n"], p["seed"], p["init"],
                              None if p["d"] == p["k"] + 1 else p["d"],
-                             p["std"] if p["std"] is not None else 0.1, opts))
+                             p["std"] if p["std"] is not None else 0.1, opts,
+                             samples=p.get("samples"), data_seed=p.get("data_seed", 0)))
     lib_hash = meta.get("lib_hash")
     if not (isinstance(lib_hash, str) and re.fullmatch(r"[0-9a-f]{64}", lib_hash)):
         raise ValueError(f"{path / 'meta.json'}: lib_hash must be 64 lower-case hex digits "
@@ -598,6 +611,41 @@ class WideExperiment:
                 for n in self.widths(k) for init in self.inits for seed in self.seeds]
 
 
+@dataclass(frozen=True)
+class SampleExperiment:
+    """A committed experiment of full-batch flows on finite samples (data-free distillation).
+
+    Runs: erf, unit-orthonormal teacher (d = k + 1), for every cell (k, n) of ``cells``,
+    every sample size N of ``sample_sizes`` and every seed: the gradient flow on the
+    empirical loss of N inputs drawn with data seed = seed, from the start of that seed
+    (``init``, std 0.1 for "gaussian"); in that order (cell, N, seed). The population runs
+    from the same starts are :meth:`population_specs`.
+    """
+
+    name: str
+    description: str
+    cells: tuple
+    sample_sizes: tuple
+    seeds: tuple = tuple(range(20))
+    init: str = "gaussian"
+    options: tuple = ()
+
+    def specs(self) -> list[RunSpec]:
+        return [RunSpec("erf", k, n, seed, self.init, options=self.options, samples=N,
+                        data_seed=seed)
+                for k, n in self.cells for N in self.sample_sizes for seed in self.seeds]
+
+    def population_specs(self) -> list[RunSpec]:
+        """The population runs from the same starts, in the order (cell, seed)."""
+        return [RunSpec("erf", k, n, seed, self.init) for k, n in self.cells
+                for seed in self.seeds]
+
+
+def _half_decades(lo: int, hi: int) -> tuple:
+    """10^lo, 10^(lo + 1/2), ..., 10^hi, rounded to integers."""
+    return tuple(int(round(10 ** (e / 2))) for e in range(2 * lo, 2 * hi + 1))
+
+
 #: The experiments whose end points are committed under ``results/<name>/``.
 EXPERIMENTS = {
     "erf_k50": Experiment("erf_k50", "erf, k = 50, n = 1..49, 20 Glorot seeds (the paper)",
@@ -635,6 +683,12 @@ EXPERIMENTS = {
         "near the switch)", "glorot", n_values=(23, 24, 25), seeds=tuple(range(200))),
 }
 
+SAMPLE_EXPERIMENT = SampleExperiment(
+    "erf_samples", "erf, k = 4, 6, 8, 10, 12 with n = k - 1 and n = k / 2, 20 std-0.1 seeds, "
+    "full-batch flow on N = 10, 32, 100, ..., 100000 teacher-labelled Gaussian inputs (data "
+    "seed = seed); 300 s per run", tuple((k, n) for k in (4, 6, 8, 10, 12) for n in (k // 2, k - 1)),
+    _half_decades(1, 5), options=(("max_time", 300.0),))
+
 #: Experiments defined (the recompute command runs them) whose results are not committed
 #: yet: too long for the sessions so far. The book names them as not computed.
 PLANNED = {
@@ -642,6 +696,7 @@ PLANNED = {
     # chosen before the runs
     "erf_k100": _width_experiment(100, 38, 50),
     "erf_k50_s1": _scale_experiment("1", 1.0),
+    "erf_samples": SAMPLE_EXPERIMENT,
 }
 
 #: Teacher width k -> the experiment of Glorot students at that k that the basins chapter
