@@ -105,3 +105,16 @@ def test_sgd_runs_are_cached_and_classified(tmp_path, monkeypatch):
 def test_unknown_sgd_setting_is_named():
     with pytest.raises(ValueError, match="known"):
         SGDRun(4, 3, 0, "sgd_fast")
+
+
+def test_recheck_endpoints_recomputes_the_empirical_loss(small):
+    from copyaverage.distillation import recheck_endpoints
+    from copyaverage.experiments import summarize
+    from copyaverage.sweep import sweep
+
+    specs, ends, converged, _, store = small
+    summary = summarize(specs, sweep(specs, store=store, n_jobs=1, progress=False))
+    assert recheck_endpoints(specs, ends, summary, range(len(specs))).matches.all()
+    changed = summary.copy()
+    changed.loc[3, "loss"] *= 1.001
+    assert recheck_endpoints(specs, ends, changed, [2, 3]).matches.tolist() == [True, False]

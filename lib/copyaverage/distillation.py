@@ -50,7 +50,7 @@ from .sweep import RunSpec, StartSpec, sweep
 from .teacher import Teacher
 
 __all__ = ["SAME_POINT", "class_table", "sample_size_threshold", "write_class_table",
-           "load_class_table", "recheck_rows", "SGD_SETTINGS", "SGD_CELLS", "SGDRun",
+           "load_class_table", "recheck_rows", "recheck_endpoints", "SGD_SETTINGS", "SGD_CELLS", "SGDRun",
            "sgd_runs", "run_sgd", "sgd_sweep", "sgd_table", "write_sgd_experiment",
            "load_sgd_experiment", "specialization_time"]
 
@@ -190,6 +190,36 @@ def load_class_table(path) -> tuple[pd.DataFrame, dict]:
     table = pd.read_csv(path / "classes.csv")
     table["label"] = table.label.astype(object).where(table.label.notna(), None)
     return table, json.loads((path / "meta.json").read_text())
+
+
+def recheck_endpoints(specs, ends, summary: pd.DataFrame, rows, *,
+                      loss_rtol: float = 1e-9) -> pd.DataFrame:
+    """Recompute, at the stored end points of the given rows, the empirical loss and gradient
+    norm on each run's own sample, and compare with the stored summary: a row matches when
+    the loss agrees to ``loss_rtol`` (relative, plus 1e-20 absolute for interpolating end
+    points at loss ~1e-26) and ``converged`` (gradient norm <= the run's tolerance) is the
+    same, or the norm is within 1 % of the tolerance, where the round-off of two
+    evaluations could decide. Returns one row per checked run."""
+    from .empirical import EmpiricalObjective
+    from .flow import default_tolerance
+    from .loss import pack
+
+    out = []
+    for i in rows:
+        spec, (a, W), stored = specs[i], ends[i], summary.iloc[i]
+        tol = dict(spec.options).get("tol", default_tolerance(spec.activation))
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(W))):
+            out.append(dict(run=int(i), loss=np.nan, grad_norm=np.nan, converged=False,
+                            matches=not bool(stored.converged)))
+            continue
+        ob = EmpiricalObjective(spec.teacher(), spec.activation, spec.n, spec.data())
+        L, g = ob.loss_and_gradient(pack(a, W))
+        gn = float(np.linalg.norm(g))
+        same_loss = abs(L - stored.loss) <= loss_rtol * abs(stored.loss) + 1e-20
+        same_flag = (gn <= tol) == bool(stored.converged) or abs(gn - tol) <= 0.01 * tol
+        out.append(dict(run=int(i), samples=spec.samples, loss=L, grad_norm=gn,
+                        converged=gn <= tol, matches=bool(same_loss and same_flag)))
+    return pd.DataFrame(out)
 
 
 def recheck_rows(table: pd.DataFrame, specs, ends, converged, rows, *, store=None,

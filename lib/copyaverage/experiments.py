@@ -688,6 +688,8 @@ EXPERIMENTS = {
     "erf_k50_seeds200": Experiment(
         "erf_k50_seeds200", "erf, k = 50, n = 23, 24, 25, 200 Glorot seeds (basin fractions "
         "near the switch)", "glorot", n_values=(23, 24, 25), seeds=tuple(range(200))),
+    # full-batch flows on finite samples (chapter "Distillation from noise")
+    "erf_samples": SAMPLE_EXPERIMENT,
 }
 
 #: Experiments defined (the recompute command runs them) whose results are not committed
