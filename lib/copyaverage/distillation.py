@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, parallel_config
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar: tqdm.auto warns on stderr without ipywidgets
 
 from .classify import end_label
 from .flow import initialize
@@ -50,7 +50,7 @@ from .sweep import RunSpec, StartSpec, sweep
 from .teacher import Teacher
 
 __all__ = ["SAME_POINT", "class_table", "sample_size_threshold", "write_class_table",
-           "load_class_table", "recheck_rows", "recheck_endpoints", "SGD_SETTINGS", "SGD_CELLS", "SGDRun",
+           "load_class_table", "recheck_rows", "recheck_endpoints", "asymptotic_excess", "SGD_SETTINGS", "SGD_CELLS", "SGDRun",
            "sgd_runs", "run_sgd", "sgd_sweep", "sgd_table", "write_sgd_experiment",
            "load_sgd_experiment", "specialization_time"]
 
@@ -190,6 +190,40 @@ def load_class_table(path) -> tuple[pd.DataFrame, dict]:
     table = pd.read_csv(path / "classes.csv")
     table["label"] = table.label.astype(object).where(table.label.notna(), None)
     return table, json.loads((path / "meta.json").read_text())
+
+
+def asymptotic_excess(a, W, teacher: Teacher, activation: str = "erf", *,
+                      samples: int = 200_000, seed: int = 0) -> float:
+    """The constant c of the large-sample excess E[L(theta_N) - L(theta*)] ~ c / N at a
+    minimum theta* = (a, W) of the population loss: c = tr(H^-1 Sigma) / 2.
+
+    H is the exact population Hessian, Sigma = E[g_s g_s^T] the covariance of the
+    per-input gradient g_s = 2 r_s grad f(x_s) (mean zero at a critical point), estimated
+    from ``samples`` Gaussian inputs drawn with ``seed``. The minimizer of L_N lies at
+    theta* - H^-1 mean(g_s) + O(1/N), whose excess is half the quadratic form of H (the
+    classical asymptotics of M-estimators; a pseudo-inverse is used, so flat directions of
+    H do not count).
+    """
+    from scipy.linalg import pinvh
+
+    from .derivatives import closed_form_hessian
+    from .empirical import EmpiricalObjective, _sigma_derivatives, sample_inputs
+
+    ob = EmpiricalObjective(teacher, activation, len(a), sample_inputs(samples, teacher.d,
+                                                                       seed))
+    n, d = ob.n, ob.d
+    a, W = ob.split(np.concatenate([np.ravel(a), np.ravel(W)]))
+    sigma = np.zeros((ob.size, ob.size))
+    for Xc, sl in ob._chunks(with_index=True):
+        S, S1 = _sigma_derivatives(ob.act, Xc @ W.T, 1)
+        r = S @ a - ob.y[sl]
+        J = np.concatenate([S, ((a * S1)[:, :, None] * Xc[:, None, :]).reshape(len(r), n * d)],
+                           axis=1)
+        G = 2.0 * r[:, None] * J
+        sigma += G.T @ G
+    sigma /= ob.N
+    H = closed_form_hessian(a, W, teacher, activation)
+    return float(0.5 * np.trace(pinvh(H) @ sigma))
 
 
 def recheck_endpoints(specs, ends, summary: pd.DataFrame, rows, *,
