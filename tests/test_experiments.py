@@ -293,3 +293,25 @@ def test_width_and_scale_maps_name_defined_experiments_of_that_k_and_scale():
     for std, name in SCALE_EXPERIMENTS.items():
         specs = known[name].specs()
         assert {(s.k, s.init, s.std) for s in specs} == {(50, "gaussian", std)}, name
+
+
+def test_weight_difference_ignores_only_the_incoming_vectors_of_silent_neurons():
+    """The loss is flat in w_i when a_i = 0, so the re-check does not compare those rows;
+    every other entry counts (a NaN never agrees)."""
+    from copyaverage.experiments import SILENT_OUTGOING, _weight_difference
+
+    a = np.array([1.0, 0.0, -0.5])
+    W = np.arange(9.0).reshape(3, 3)
+    moved_silent = W.copy()
+    moved_silent[1] += 0.3
+    assert _weight_difference(a, W, a, moved_silent) == 0.0
+    moved_live = W.copy()
+    moved_live[2, 0] += 0.3
+    assert np.isclose(_weight_difference(a, W, a, moved_live), 0.3)
+    # silent in one end point only: compared
+    a2 = a.copy()
+    a2[1] = 10 * SILENT_OUTGOING
+    assert np.isclose(_weight_difference(a, W, a2, moved_silent), 0.3)
+    nan = W.copy()
+    nan[0, 0] = np.nan
+    assert np.isnan(_weight_difference(a, W, a, nan))
