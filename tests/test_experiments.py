@@ -17,7 +17,7 @@ from copyaverage.experiments import (K50_DIR, K50_GAUSSIAN_DIR, export_endpoints
                                      load_endpoints, nearest_ca, relabel, transition_edges,
                                      verify_sample)
 from copyaverage.store import code_hash
-from copyaverage.sweep import grid, sweep
+from copyaverage.sweep import RunSpec, grid, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -315,3 +315,14 @@ def test_weight_difference_ignores_only_the_incoming_vectors_of_silent_neurons()
     nan = W.copy()
     nan[0, 0] = np.nan
     assert np.isnan(_weight_difference(a, W, a, nan))
+
+
+def test_weights_are_compared_only_where_the_end_point_determines_them():
+    from copyaverage.experiments import _weights_determined
+
+    assert _weights_determined(RunSpec("erf", 8, 5, 0))
+    assert not _weights_determined(RunSpec("erf", 8, 8, 0))  # n >= k: zero-loss manifolds
+    assert not _weights_determined(RunSpec("erf", 8, 16, 0))
+    # finite samples: P = n (d + 1) = 5 * 10 = 50 parameters
+    assert not _weights_determined(RunSpec("erf", 8, 5, 0, samples=50))
+    assert _weights_determined(RunSpec("erf", 8, 5, 0, samples=51))

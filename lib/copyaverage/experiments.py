@@ -379,6 +379,15 @@ def _function_distance(a1, W1, a2, W2, activation: str = "erf") -> float:
         return float("nan")
 
 
+def _weights_determined(spec: RunSpec) -> bool:
+    """Whether the end point of ``spec`` determines its weights (up to silent neurons): a
+    student narrower than the teacher (n < k), on the population loss or on more samples
+    than parameters (see :func:`verify_sample`)."""
+    if spec.n >= spec.k:
+        return False
+    return spec.samples is None or spec.samples > spec.n * (spec.dim + 1)
+
+
 def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
                   loss_atol: float = LOSS_ATOL, max_seconds: float | None = None):
     """Re-run ``m`` randomly chosen converged stored runs and compare with what is stored.
@@ -387,20 +396,24 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
     ``time`` of the summary) is at most that many seconds, for experiments whose
     slowest runs would make a build too long; say so wherever the check is reported.
 
-    A re-run ``matches`` when it converged, the stored summary says it converged,
-    its end point agrees with the stored one to ``atol`` in every entry of
-    (a, W) that the end point determines (the incoming vectors of silent neurons,
-    whose outgoing weight is 0 to :data:`SILENT_OUTGOING`, are free: the loss does not
-    depend on them), its network function is the stored one (``function_distance``
-    E[(f_rerun - f_stored)^2] at most ``loss_atol``), and its loss agrees with the
-    stored loss to ``loss_atol``. A NaN or a shape that differs never agrees.
+    A re-run ``matches`` when it converged, the stored summary says it converged, its
+    network function is the stored one (``function_distance`` E[(f_rerun - f_stored)^2]
+    at most ``loss_atol``), its loss agrees with the stored loss to ``loss_atol``, and,
+    where the end point determines its weights (``weights_compared``), they agree to
+    ``atol`` in every entry of (a, W) except the incoming vectors of silent neurons
+    (outgoing weight 0 to :data:`SILENT_OUTGOING`; the loss does not depend on them). The
+    weights are not compared for students at least as wide as the teacher (n >= k) and for
+    flows on at most as many samples as parameters: their end points lie on manifolds of
+    equal loss (zero-loss fits; two neurons sharing a teacher neuron can split its outgoing
+    weight in any proportion), along which round-off alone moves them (by 3e-7 at k = 8,
+    n = 16, with the same function). A NaN or a shape that differs never agrees.
 
     Returns
     -------
     DataFrame
         One row per re-run: run index, n, seed, ``converged`` (re-run),
-        ``stored_converged``, ``max_weight_difference``, ``function_distance``,
-        ``loss_difference``, ``matches`` and ``seconds``.
+        ``stored_converged``, ``max_weight_difference``, ``weights_compared``,
+        ``function_distance``, ``loss_difference``, ``matches`` and ``seconds``.
     """
     specs, ends, table, _ = load_endpoints(path)
     rng = np.random.default_rng(seed)
@@ -429,11 +442,13 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
         fdist = _function_distance(r.a, r.W, a, W, specs[i].activation)
         loss_diff = abs(r.loss - float(table.loss[i]))
         stored_converged = bool(table.converged[i])
-        ok = (r.converged and stored_converged and diff <= atol and fdist <= loss_atol
-              and loss_diff <= loss_atol)
+        compared = _weights_determined(specs[i])
+        ok = (r.converged and stored_converged and fdist <= loss_atol
+              and loss_diff <= loss_atol and (diff <= atol or not compared))
         rows.append(dict(run=int(i), n=specs[i].n, seed=specs[i].seed, converged=r.converged,
                          stored_converged=stored_converged, max_weight_difference=diff,
-                         function_distance=fdist, loss_difference=loss_diff, matches=bool(ok),
+                         weights_compared=compared, function_distance=fdist,
+                         loss_difference=loss_diff, matches=bool(ok),
                          seconds=r.timings["total"]))
     return pd.DataFrame(rows)
 
