@@ -274,7 +274,7 @@ def recheck_rows(table: pd.DataFrame, specs, ends, converged, rows, *, store=Non
 
 
 # ------------------------------------------------------------- SGD and Adam --
-#: The optimizer settings of the SGD experiment (notes/distillation.md): name -> options
+#: The optimizer settings of the SGD experiment of notes/distillation.md, name -> options
 #: of :func:`copyaverage.sgd.train`. Every SGD setting runs to flow time lr * steps = 5000.
 SGD_SETTINGS = {
     "sgd_0.01_64": dict(optimizer="sgd", lr=0.01, batch=64, steps=500_000),

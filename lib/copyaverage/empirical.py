@@ -273,15 +273,15 @@ def empirical_loss(a, W, teacher: Teacher, activation: str | Activation, X) -> f
 
 
 def empirical_gradient(a, W, teacher: Teacher, activation: str | Activation, X) -> np.ndarray:
-    """Gradient of :func:`empirical_loss` with respect to theta = pack(a, W), shape
-    (n (1 + d),)."""
+    """Gradient of :func:`~copyaverage.empirical.empirical_loss` with respect to
+    theta = pack(a, W), shape (n (1 + d),)."""
     ob, theta = _objective(a, W, teacher, activation, X)
     return ob.gradient(theta)
 
 
 def empirical_hessian(a, W, teacher: Teacher, activation: str | Activation, X) -> np.ndarray:
-    """Hessian of :func:`empirical_loss` with respect to theta = pack(a, W), shape
-    (n (1 + d), n (1 + d)), symmetric. For ReLU it is the Hessian away from the kinks
-    (where sigma'' = 0), which a sample meets with probability 0."""
+    """Hessian of :func:`~copyaverage.empirical.empirical_loss` with respect to
+    theta = pack(a, W), shape (n (1 + d), n (1 + d)), symmetric. For ReLU it is the Hessian
+    away from the kinks (where sigma'' = 0), which a sample meets with probability 0."""
     ob, theta = _objective(a, W, teacher, activation, X)
     return ob.hessian(theta)

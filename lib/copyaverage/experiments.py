@@ -49,6 +49,7 @@ __all__ = [
     "SampleExperiment",
     "SAMPLE_EXPERIMENT",
     "NOT_CLASSIFIED_SAMPLE",
+    "SILENT_OUTGOING",
     "committed_results_dir",
     "find_checkout",
     "results_root",
@@ -152,7 +153,7 @@ def erf_grid(k_values=range(2, 13), seeds=range(20), init="gaussian", activation
     return [s for k in k_values for s in grid(activation, k, range(1, k), list(seeds), init)]
 
 
-#: The summary label of a converged finite-sample run: its class is that of the population
+#: The summary label of a converged finite-sample run. Its class is that of the population
 #: critical point reached from it (:mod:`copyaverage.distillation`), not of the raw point.
 NOT_CLASSIFIED_SAMPLE = "not classified (finite sample)"
 
@@ -349,8 +350,8 @@ def load_endpoints(path: str | os.PathLike):
 
 
 #: A neuron whose outgoing weight is at most this in absolute value (in both end points
-#: compared) is *silent*: the loss does not depend on its incoming vector, which therefore
-#: is not determined by the flow's end point (see :func:`_weight_difference`).
+#: compared) is *silent*. The loss does not depend on its incoming vector, which therefore
+#: is not determined by the flow's end point (see :func:`verify_sample`).
 SILENT_OUTGOING = 1e-9
 
 
@@ -689,7 +690,7 @@ def _half_decades(lo: int, hi: int) -> tuple:
     return tuple(int(round(10 ** (e / 2))) for e in range(2 * lo, 2 * hi + 1))
 
 
-#: The finite-sample experiment (notes/distillation.md): a key of :data:`EXPERIMENTS`.
+#: The finite-sample experiment of notes/distillation.md, a key of :data:`EXPERIMENTS`.
 SAMPLE_EXPERIMENT = SampleExperiment(
     "erf_samples", "erf, k = 4, 6, 8, 10, 12 with n = k - 1 and n = k / 2, 20 std-0.1 seeds, "
     "full-batch flow on N = 10, 32, 100, ..., 100000 teacher-labelled Gaussian inputs (data "
