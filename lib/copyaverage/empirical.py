@@ -31,8 +31,9 @@ import numpy as np
 from scipy.special import erf as _erf
 
 from .activations import Activation, get_activation
-from .loss import check_student, pack, unpack
-from .teacher import MAX_WEIGHT, Teacher
+from .derivatives import Objective
+from .loss import check_student, pack
+from .teacher import Teacher
 
 __all__ = [
     "EmpiricalObjective",
@@ -180,19 +181,9 @@ class EmpiricalObjective:
             hi = min(lo + self.chunk, self.N)
             yield (self.X[lo:hi], slice(lo, hi)) if with_index else self.X[lo:hi]
 
-    def split(self, theta):
-        """(a, W) views of theta; raises ValueError for a wrong shape, complex or non-finite
-        entries, or entries beyond :data:`copyaverage.teacher.MAX_WEIGHT`."""
-        if np.iscomplexobj(theta):
-            raise ValueError("parameters must be real, got a complex array")
-        theta = np.asarray(theta, dtype=float)
-        a, W = unpack(theta, self.n, self.d)
-        if not np.all(np.isfinite(theta)):
-            raise ValueError("parameters contain NaN or infinite values")
-        if theta.size and np.max(np.abs(theta)) > MAX_WEIGHT:
-            raise ValueError(f"parameters must be at most MAX_WEIGHT = {MAX_WEIGHT:.0e} in "
-                             "absolute value")
-        return a, W
+    #: (a, W) views of theta, checked as for the population loss
+    #: (:meth:`copyaverage.derivatives.Objective.split`).
+    split = Objective.split
 
     def residuals(self, theta) -> np.ndarray:
         """r_s = f(x_s) - f*(x_s) for every input, shape (N,)."""

@@ -34,6 +34,7 @@ import numpy as np
 
 from .activations import Activation, get_activation
 from .derivatives import Objective
+from .flow import _check_int
 from .empirical import (DATA_STREAM, _mean_loss_and_gradient, batch_sums, sample_inputs,
                         teacher_outputs)
 from .loss import check_student, pack, unpack
@@ -116,12 +117,6 @@ def _check_number(x, name, lo=0.0, hi=math.inf, open_lo=True):
         raise ValueError(f"{name} must be a finite number {side} {lo:g}"
                          + (f" and <= {hi:g}" if math.isfinite(hi) else "") + f", got {x!r}")
     return x
-
-
-def _check_int(x, name, lo):
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {x!r}")
-    return int(x)
 
 
 class _Batches:
