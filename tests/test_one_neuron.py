@@ -9,9 +9,9 @@ from scipy.stats import special_ortho_group
 
 from copyaverage import Teacher, erf_activation, gradient, population_loss
 from copyaverage.critical import search_critical_points
-from copyaverage.derivatives import Objective
 from copyaverage.one_neuron import (
     _ray_critical,
+    best_of_random_starts,
     gelu_ray_loss,
     gelu_relu_limit,
     is_unit_orthonormal,
@@ -29,26 +29,12 @@ from copyaverage.one_neuron import (
 ERF_SCALES = [1 / math.sqrt(2), 1.0, 2.5]
 
 
-def _brute_force(teacher, act, starts, seed=0, init_norm=1.0):
-    """Best of L-BFGS runs on the full loss (a, w) from random starts."""
-    d = teacher.d
-    rng = np.random.default_rng(seed)
-    obj = Objective(teacher, act, 1)
-    runs = []
-    for _ in range(starts):
-        th0 = np.concatenate([rng.normal(size=1), init_norm * rng.normal(size=d) / math.sqrt(d)])
-        res = minimize(obj.loss_and_gradient, th0, jac=True, method="L-BFGS-B",
-                       options=dict(maxiter=3000, gtol=1e-11, ftol=1e-16))
-        runs.append(res)
-    return min(runs, key=lambda r: r.fun)
-
-
 @pytest.mark.parametrize("m, scale", [(2, ERF_SCALES[0]), (5, ERF_SCALES[0]), (3, ERF_SCALES[1]),
                                       (4, ERF_SCALES[2])])
 def test_erf_closed_form_is_the_brute_force_minimum(m, scale):
     act = erf_activation(scale)
     T = Teacher.orthonormal(m)
-    best = _brute_force(T, act, starts=10, seed=m)
+    best = best_of_random_starts(T, act, starts=10, seed=m)
     opt = one_neuron_optimum(m, act)
     assert best.fun == pytest.approx(opt.loss, abs=1e-10)
     a, W = one_neuron_solution(T, act)
@@ -64,7 +50,7 @@ def test_erf_closed_form_is_the_brute_force_minimum(m, scale):
 @pytest.mark.parametrize("m", [2, 5])
 def test_relu_closed_form_is_the_brute_force_minimum(m):
     T = Teacher.orthonormal(m)
-    best = _brute_force(T, "relu", starts=8, seed=m)
+    best = best_of_random_starts(T, "relu", starts=8, seed=m)
     opt = one_neuron_optimum(m, "relu")
     assert best.fun == pytest.approx(opt.loss, abs=1e-9)
     a, w = best.x[0], best.x[1:]
@@ -79,7 +65,7 @@ def test_numerical_optimum_is_the_brute_force_minimum(name):
     m = 3
     T = Teacher.orthonormal(m)
     opt = one_neuron_optimum(m, name)
-    best = _brute_force(T, name, starts=3, seed=1, init_norm=0.8)
+    best = best_of_random_starts(T, name, starts=3, seed=1)
     assert best.fun == pytest.approx(opt.loss, abs=1e-9)
     a, W = one_neuron_solution(T, name)
     assert population_loss(a, W, T, name) == pytest.approx(opt.loss, abs=1e-13)
@@ -214,12 +200,14 @@ def test_generic_teacher_falls_back_on_numerical_minimization():
     a, W = one_neuron_solution(T, "erf")
     assert a.shape == (1,) and W.shape == (1, 3)
     assert np.linalg.norm(gradient(a, W, T, "erf")) < 1e-6
-    best = _brute_force(T, "erf", starts=5, seed=9)
+    best = best_of_random_starts(T, "erf", starts=5, seed=9)
     assert population_loss(a, W, T, "erf") <= best.fun + 1e-9
 
 
 def test_bad_input():
     T = Teacher.orthonormal(3)
+    with pytest.raises(ValueError, match="starts must be an integer >= 1"):
+        best_of_random_starts(T, "erf", starts=0)
     with pytest.raises(ValueError, match="integer >= 1"):
         one_neuron_optimum(0, "erf")
     with pytest.raises(ValueError, match="integer >= 1"):

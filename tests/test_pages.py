@@ -13,6 +13,10 @@ PAGES = sorted(BOOK.glob("*.md"))
 #: Longest code line; _static/book.css sizes code so that this many characters fit the
 #: text column (the browser check of `make test-book` measures it).
 MAX_LINE = 88
+#: Most non-blank lines a code cell may show; longer cells are collapsed (hide-input or
+#: hide-cell: the reader opens them with one click) or their helpers live in the library.
+MAX_VISIBLE_LINES = 25
+_HIDING = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
@@ -20,6 +24,17 @@ def test_code_lines_fit_the_column(page):
     long = [(i, len(line)) for cell in jupytext.read(page).cells if cell.cell_type == "code"
             for i, line in enumerate(cell.source.split("\n")) if len(line) > MAX_LINE]
     assert not long, f"{page.name}: {len(long)} code lines longer than {MAX_LINE} characters"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_long_code_cells_are_collapsed(page):
+    walls = [cell.source.split("\n", 1)[0][:40] for cell in jupytext.read(page).cells
+             if cell.cell_type == "code"
+             and not _HIDING & set(cell.metadata.get("tags", []))
+             and sum(1 for line in cell.source.split("\n") if line.strip())
+             > MAX_VISIBLE_LINES]
+    assert not walls, (f"{page.name}: code cells of more than {MAX_VISIBLE_LINES} lines "
+                       f"shown in full: {walls}")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])

@@ -65,6 +65,7 @@ from .teacher import Teacher
 __all__ = [
     "OneNeuronOptimum",
     "anti_average_product_relu",
+    "best_of_random_starts",
     "gelu_ray_loss",
     "gelu_relu_limit",
     "is_unit_orthonormal",
@@ -430,13 +431,28 @@ def _ray_edges(m: int, act: Activation) -> tuple:
 
 
 # ----------------------------------------------------------- the student ---
-def _numeric_solution(teacher: Teacher, act: Activation, starts: int = 20, seed: int = 0):
-    """Best of several L-BFGS runs on the full one-neuron loss (any teacher)."""
+def best_of_random_starts(teacher: Teacher, activation: str | Activation, starts: int = 20,
+                          seed: int = 0):
+    """The best of ``starts`` L-BFGS minimizations of the full one-neuron loss.
+
+    A numerical answer without guarantee, for any teacher: the independent check of the
+    closed form (the book compares the two) and the solution for teachers the closed
+    form does not cover. Starts: a ~ N(0, 1), w ~ N(0, I_d / d), drawn with ``seed``;
+    derivatives in closed form for erf and ReLU.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        The run of lowest loss (``fun``), its parameters ``x`` = (a, w).
+    """
     from .derivatives import Objective
 
+    if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
+        raise ValueError(f"starts must be an integer >= 1, got {starts!r}")
+    act = get_activation(activation)
     d = teacher.d
     rng = np.random.default_rng(seed)
-    obj = Objective(teacher, act, 1)  # closed-form derivatives for erf and ReLU
+    obj = Objective(teacher, act, 1)
     best = None
     for _ in range(starts):
         th0 = np.concatenate([rng.normal(size=1), rng.normal(size=d) / math.sqrt(d)])
@@ -444,8 +460,7 @@ def _numeric_solution(teacher: Teacher, act: Activation, starts: int = 20, seed:
                        options=dict(maxiter=2000, gtol=1e-12, ftol=1e-15))
         if best is None or res.fun < best.fun:
             best = res
-    a, W = unpack(best.x, 1, d)
-    return a.copy(), W.copy()
+    return best
 
 
 def one_neuron_solution(teacher: Teacher, activation: str | Activation):
@@ -475,7 +490,8 @@ def one_neuron_solution(teacher: Teacher, activation: str | Activation):
     """
     act = get_activation(activation)
     if not is_unit_orthonormal(teacher):
-        return _numeric_solution(teacher, act)
+        a, W = unpack(best_of_random_starts(teacher, act).x, 1, teacher.d)
+        return a.copy(), W.copy()
     opt = one_neuron_optimum(teacher.k, act)
     direction = teacher.V.sum(axis=0) / math.sqrt(teacher.k)
     return np.array([opt.a]), (opt.norm * direction)[None, :]

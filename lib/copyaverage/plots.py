@@ -1,4 +1,4 @@
-"""Figures shared by the book's chapters (matplotlib; no computation here).
+"""Figures and tables shared by the book's chapters (matplotlib; no computation here).
 
 The book's figure style lives here, once: :func:`use_book_style` sets it (every page
 calls it first) and :func:`glue_figure` checks that a finished figure keeps to it
@@ -18,7 +18,7 @@ from .classify import CA_OPTIMUM, OTHER, OTHER_CA, PERTURBED_COPY
 __all__ = ["CLASS_COLORS", "FIGURE_WIDTH", "MIN_FONT_PT", "BOOK_STYLE", "use_book_style",
            "check_figure", "glue_figure", "NEURON_STYLES", "TEACHER_COLORS",
            "overlap_trajectories", "norm_trajectories", "ordered_overlaps", "overlap_heatmap",
-           "BOUNDARY_STYLES", "transition_map"]
+           "BOUNDARY_STYLES", "transition_map", "html_table"]
 
 #: Widest figure in inches, the width of the book's text column (about 700 px).
 FIGURE_WIDTH = 7.0
@@ -205,3 +205,14 @@ def transition_map(ax, boundaries, switches):
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
     return ax
+
+
+def html_table(df, formats=None):
+    """A data frame as an HTML table without its index, for a page to display.
+
+    ``formats``: column name -> format string, e.g. ``{"loss": "{:.6f}"}``.
+    """
+    from IPython.display import HTML
+
+    formatters = {col: fmt.format for col, fmt in (formats or {}).items()}
+    return HTML(df.to_html(index=False, formatters=formatters, border=0))
