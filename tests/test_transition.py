@@ -196,8 +196,8 @@ def test_transition_at_k50_agrees_with_the_gradient_flow_data():
 
 # ----------------------------------------------------------------- errors ---
 def test_clear_errors():
-    with pytest.raises(ValueError, match="erf family"):
-        perturbed_copy(10, 5, "relu")
+    with pytest.raises(ValueError, match="erf family"):  # perturbed_copy takes ReLU
+        perturbed_copy_params(10, 5, "relu")
     with pytest.raises(ValueError, match="1 <= n < k"):
         perturbed_copy(10, 10)
     with pytest.raises(ValueError, match="1 <= n < k"):

@@ -23,6 +23,7 @@ from .pruning import prune
 from .sgd import train
 from .store import ResultStore
 from .sweep import RunSpec, grid
+from .symmetric import relaxed_copy_average
 from .teacher import Teacher
 
 
@@ -83,6 +84,7 @@ __all__ = [
     "perturbed_copy",
     "population_loss",
     "prune",
+    "relaxed_copy_average",
     "sample_inputs",
     "train",
     "set_partitions",

@@ -87,7 +87,9 @@ round-off for k up to a few hundred; see :class:`BranchEnd` for larger k.
 
 Only the erf family is covered (``"erf"`` is erf(x / sqrt 2); an
 ``erf_activation(scale)`` works too): the pair interaction must be the arcsin
-formula, and odd, so that the sign symmetry and the CA closed form hold.
+formula, and odd, so that the sign symmetry and the CA closed form hold. For ReLU,
+:func:`perturbed_copy` delegates to :mod:`copyaverage.symmetric` (the same family, found by
+the flow within it instead of the closed-form reduced loss).
 """
 
 from __future__ import annotations
@@ -1310,7 +1312,9 @@ def perturbed_copy(k: int, n: int, activation: str | Activation = "erf"):
     k, n : int
         Teacher width (d = k + 1, ``Teacher.orthonormal(k)``) and student width, 1 <= n < k.
     activation : str or Activation
-        The erf family (default ``"erf"``).
+        The erf family (default ``"erf"``), or ``"relu"``: then the critical point that
+        gradient flow within the family reaches from n exact copies
+        (:func:`copyaverage.symmetric.symmetric_perturbed_copy`), which may be a saddle.
 
     Returns
     -------
@@ -1323,6 +1327,13 @@ def perturbed_copy(k: int, n: int, activation: str | Activation = "erf"):
     ValueError
         As :func:`perturbed_copy_params` (bad k, n, or no perturbed copy at this n).
     """
+    if get_activation(activation).kind == "relu":
+        from .symmetric import symmetric_perturbed_copy
+        from .teacher import Teacher
+
+        k, n = _check_int_kn(k, n)
+        point = symmetric_perturbed_copy(n, Teacher.orthonormal(k), activation)
+        return point.a, point.W
     return perturbed_copy_network(perturbed_copy_params(k, n, activation), k, n)
 
 

@@ -1,0 +1,244 @@
+"""Critical points that keep a symmetry of the student: relaxed copy-average points and
+perturbed copies, for any activation (ReLU included).
+
+Why a small problem suffices. For a unit-orthonormal teacher the population loss is
+invariant under a permutation of the teacher neurons (acting on the inputs by permuting
+the v_j and fixing their orthogonal complement) and under orthogonal maps of that
+complement. If such a group G fixes a student theta_0, it fixes the gradient there too (G
+acts by orthogonal maps), so gradient flow from theta_0 never leaves the fixed subspace
+F = {theta : g theta = theta for all g in G}, and a critical point of the loss restricted
+to F is a critical point of the full loss (Palais' principle of symmetric criticality).
+With an orthonormal basis B of F (theta = B phi), the flow in phi,
+phi' = -B^T grad L(B phi), *is* the full gradient flow from theta_0, in a handful of
+coordinates.
+
+Two subspaces are used:
+
+``relaxed copy average`` (:func:`relaxed_copy_average`)
+    G permutes the teacher neurons within each group of a partition (G_1, ..., G_n) and
+    fixes every student neuron. Its fixed students have
+    w_i = sum_l c_il s_l / |s_l| with s_l = sum_{j in G_l} v_j: n + n^2 coordinates
+    (a_i, c_il). The copy-average configuration of the partition lies in F. For erf it
+    is a critical point and stays put; for ReLU it is not critical, and the flow from it
+    ends at the *relaxed* copy-average point, which keeps the symmetry.
+``symmetric perturbed copy`` (:func:`symmetric_perturbed_copy`)
+    G = S_n x S_{k-n} permutes student neuron i together with teacher neuron i (i < n)
+    and the other k - n teacher neurons among themselves. Its fixed students are
+    a_i = a, w_i = alpha v_i + beta sum_{j < n, j != i} v_j + gamma sum_{j >= n} v_j:
+    four coordinates (the family of :mod:`copyaverage.exact_transition`, for any
+    activation). The flow within F starts from n exact copies (a_i = a*_i, w_i = v_i).
+
+Both return the end point as a :class:`~copyaverage.critical.CriticalPoint` (exact loss,
+full gradient norm, full Hessian signature), after integrating the reduced flow with
+:func:`scipy.integrate.solve_ivp` (BDF, exact reduced Jacobian -B^T H B) until the
+reduced gradient is below 1e-9, then Newton's method in phi (least-squares steps, so the
+flat rescaling directions of ReLU do not matter) to round-off.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from .activations import Activation, get_activation
+from .configurations import canonical_groups, copy_average_point, partition_type
+from .critical import CriticalPoint, analyze_point, hessian_of
+from .loss import gradient, pack, unpack
+from .one_neuron import is_unit_orthonormal
+from .teacher import Teacher
+
+__all__ = ["relaxed_basis", "perturbed_copy_basis", "symmetric_flow",
+           "relaxed_copy_average", "symmetric_perturbed_copy", "SymmetricFlowError"]
+
+#: Reduced gradient norm at which the flow hands over to Newton's method.
+HANDOVER = 1e-9
+
+
+class SymmetricFlowError(RuntimeError):
+    """The flow within the fixed subspace did not reach a critical point (a ReLU
+    neuron died, or it did not converge in the allowed time)."""
+
+
+def _check_teacher(teacher) -> Teacher:
+    if not isinstance(teacher, Teacher):
+        raise ValueError(f"teacher must be a copyaverage.Teacher, got {type(teacher).__name__}")
+    if not is_unit_orthonormal(teacher):
+        raise ValueError("the symmetry argument needs a unit-orthonormal teacher (orthonormal "
+                         "v_j, all a*_j = 1), e.g. Teacher.orthonormal(k)")
+    return teacher
+
+
+def relaxed_basis(groups, teacher: Teacher) -> np.ndarray:
+    """Orthonormal basis (columns) of the students fixed by the permutations within each
+    group: theta = pack(a, W) with w_i in span{s_l}; shape (n (1 + d), n + n^2).
+    Coordinates: a_1..a_n, then c_il row by row (module docstring)."""
+    teacher = _check_teacher(teacher)
+    groups = canonical_groups(groups, teacher.k)
+    n, d = len(groups), teacher.d
+    S = np.array([teacher.V[list(g)].sum(axis=0) / math.sqrt(len(g)) for g in groups])
+    B = np.zeros((n * (1 + d), n + n * n))
+    B[np.arange(n), np.arange(n)] = 1.0
+    for i in range(n):
+        for l in range(n):
+            col = n + i * n + l
+            B[n + i * d: n + (i + 1) * d, col] = S[l]
+    return B
+
+
+def perturbed_copy_basis(n: int, teacher: Teacher) -> np.ndarray:
+    """Orthonormal basis (columns) of the perturbed-copy family for n students: shape
+    (n (1 + d), 4), coordinates proportional to (a, alpha, beta, gamma)."""
+    teacher = _check_teacher(teacher)
+    k, d = teacher.k, teacher.d
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n < k:
+        raise ValueError(f"n must be an integer with 1 <= n < k = {k}, got {n!r}")
+    V = teacher.V
+    cols = np.zeros((4, n, 1 + d))
+    cols[0, :, 0] = 1.0
+    for i in range(n):
+        cols[1, i, 1:] = V[i]
+        cols[2, i, 1:] = V[:n].sum(axis=0) - V[i]
+        cols[3, i, 1:] = V[n:].sum(axis=0)
+    B = np.stack([pack(c[:, 0], c[:, 1:]) for c in cols], axis=1)
+    norms = np.linalg.norm(B, axis=0)
+    keep = norms > 0  # n = 1: no beta direction
+    return B[:, keep] / norms[keep]
+
+
+def _reduced_gradient(B, phi, n, d, teacher, act):
+    a, W = unpack(B @ phi, n, d)
+    return B.T @ gradient(a, W, teacher, act)
+
+
+def symmetric_flow(B: np.ndarray, theta0, teacher: Teacher, activation: str | Activation, *,
+                   label: str = "", t_max: float = 1e9, tol: float = 1e-13,
+                   max_newton: int = 50) -> CriticalPoint:
+    """Gradient flow from ``theta0`` within the subspace spanned by the orthonormal
+    columns of ``B`` (which must be invariant under the flow: module docstring), then
+    Newton's method to a critical point.
+
+    Parameters
+    ----------
+    B : ndarray, shape (P, r)
+        Orthonormal columns spanning a flow-invariant subspace that contains theta0.
+    theta0 : array_like, shape (P,)
+        pack(a, W) of the start.
+    teacher, activation
+        The loss.
+    label : str
+        The label of the returned point.
+    t_max : float
+        Longest flow time.
+    tol : float
+        Reduced gradient norm at which Newton's method stops.
+
+    Returns
+    -------
+    CriticalPoint
+        Full loss, full gradient norm and full Hessian signature at the end point.
+
+    Raises
+    ------
+    ValueError
+        If theta0 is not in the span of B (relative residual above 1e-10).
+    SymmetricFlowError
+        If a ReLU neuron dies (w_i = 0) or the flow does not reach a critical point.
+    """
+    act = get_activation(activation)
+    theta0 = np.asarray(theta0, dtype=float)
+    P = B.shape[0]
+    d = teacher.d
+    n = P // (1 + d)
+    if theta0.shape != (P,) or n * (1 + d) != P:
+        raise ValueError(f"theta0 must have shape ({P},) = (n (1 + d),), got {theta0.shape}")
+    phi = B.T @ theta0
+    if np.linalg.norm(B @ phi - theta0) > 1e-10 * max(1.0, np.linalg.norm(theta0)):
+        raise ValueError("theta0 is not in the subspace spanned by B")
+
+    def rhs(t, p):
+        return -_reduced_gradient(B, p, n, d, teacher, act)
+
+    def jac(t, p):
+        a, W = unpack(B @ p, n, d)
+        return -B.T @ hessian_of(a, W, teacher, act) @ B
+
+    def settled(t, p):
+        return np.linalg.norm(rhs(t, p)) - HANDOVER
+
+    settled.terminal = True
+    try:
+        if np.linalg.norm(rhs(0.0, phi)) > HANDOVER:
+            sol = solve_ivp(rhs, (0.0, t_max), phi, method="BDF", jac=jac, events=settled,
+                            rtol=1e-10, atol=1e-12)
+            phi = sol.y[:, -1]
+        for _ in range(max_newton):
+            g = _reduced_gradient(B, phi, n, d, teacher, act)
+            if np.linalg.norm(g) <= tol:
+                break
+            a, W = unpack(B @ phi, n, d)
+            H = B.T @ hessian_of(a, W, teacher, act) @ B
+            phi = phi - np.linalg.lstsq(H, g, rcond=1e-12)[0]
+    except ValueError as err:  # the ReLU gradient at a dead neuron
+        raise SymmetricFlowError(f"{label or 'symmetric flow'}: {err}") from err
+    a, W = unpack(B @ phi, n, d)
+    point = analyze_point(a, W, teacher, act, label=label)
+    if not np.isfinite(point.loss) or point.grad_norm > 1e3 * tol:
+        raise SymmetricFlowError(f"{label or 'symmetric flow'}: no critical point reached "
+                                 f"(gradient norm {point.grad_norm:.1e})")
+    return point
+
+
+def relaxed_copy_average(groups, teacher: Teacher, activation: str | Activation = "relu",
+                         **options) -> CriticalPoint:
+    """The critical point gradient flow reaches from the copy-average configuration of
+    ``groups``, computed within its symmetric subspace (module docstring).
+
+    For erf (and any activation whose CA points are critical) it is the CA configuration
+    itself; for ReLU it is the *relaxed* CA point. ``options`` go to
+    :func:`symmetric_flow`.
+
+    Parameters
+    ----------
+    groups : sequence of sequences of int
+        A partition of range(k) into n groups (student i belongs to the i-th group of
+        :func:`copyaverage.configurations.canonical_groups`).
+    teacher : Teacher
+        Unit-orthonormal.
+    activation : str or Activation
+
+    Returns
+    -------
+    CriticalPoint
+        Labelled "relaxed CA " + the group sizes, e.g. "relaxed CA 3+1+1".
+    """
+    teacher = _check_teacher(teacher)
+    groups = canonical_groups(groups, teacher.k)
+    a0, W0 = copy_average_point(groups, teacher, activation)
+    label = "relaxed CA " + "+".join(map(str, partition_type(groups)))
+    return symmetric_flow(relaxed_basis(groups, teacher), pack(a0, W0), teacher, activation,
+                          label=label, **options)
+
+
+def symmetric_perturbed_copy(n: int, teacher: Teacher, activation: str | Activation = "relu",
+                             **options) -> CriticalPoint:
+    """The critical point that gradient flow within the perturbed-copy family reaches from
+    n exact copies (a_i = 1, w_i = v_i, i < n).
+
+    Parameters
+    ----------
+    n : int
+        Student width, 1 <= n < k.
+    teacher : Teacher
+        Unit-orthonormal.
+    activation : str or Activation
+
+    Returns
+    -------
+    CriticalPoint
+        Labelled "perturbed copy". It may be a saddle: the Hessian signature says.
+    """
+    B = perturbed_copy_basis(n, teacher)
+    theta0 = pack(np.ones(n), teacher.V[:n])
+    return symmetric_flow(B, theta0, teacher, activation, label="perturbed copy", **options)
