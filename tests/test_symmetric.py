@@ -9,12 +9,15 @@ from copyaverage.exact_transition import perturbed_copy
 from copyaverage.loss import pack, population_loss
 from copyaverage.sweep import StartSpec, run
 from copyaverage.symmetric import (
+    SAME_FUNCTION,
     SymmetricFlowError,
+    match_symmetric,
     perturbed_copy_basis,
     relaxed_basis,
     relaxed_copy_average,
     symmetric_flow,
     symmetric_perturbed_copy,
+    symmetric_points,
 )
 
 
@@ -113,3 +116,20 @@ def test_a_dying_neuron_is_reported():
     B = relaxed_basis([(0, 1, 2)], T)
     with pytest.raises(SymmetricFlowError, match="no gradient at a zero"):
         symmetric_flow(B, pack(np.ones(1), np.zeros((1, T.d))), T, "relu")
+
+
+def test_match_finds_a_point_up_to_permutations_and_nothing_else():
+    k, n = 5, 3
+    T = ca.Teacher.orthonormal(k)
+    points = symmetric_points(k, n, "relu")
+    assert set(points) == {"relaxed CA 3+1+1", "relaxed CA 2+2+1", "perturbed copy"}
+    rng = np.random.default_rng(0)
+    for label, p in points.items():
+        teacher_perm = rng.permutation(k)
+        student_perm = rng.permutation(n)
+        W = p.W.copy()
+        W[:, teacher_perm] = p.W[:, :k]
+        a, W = p.a[student_perm], W[student_perm]
+        assert match_symmetric(a, W, T, "relu", points)["label"] == label
+        moved = match_symmetric(a, W + 1e-3 * rng.normal(size=W.shape), T, "relu", points)
+        assert moved["label"] is None and moved["distance"] > SAME_FUNCTION

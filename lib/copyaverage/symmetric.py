@@ -50,7 +50,14 @@ from .one_neuron import is_unit_orthonormal
 from .teacher import Teacher
 
 __all__ = ["relaxed_basis", "perturbed_copy_basis", "symmetric_flow",
-           "relaxed_copy_average", "symmetric_perturbed_copy", "SymmetricFlowError"]
+           "relaxed_copy_average", "symmetric_perturbed_copy", "SymmetricFlowError",
+           "symmetric_points", "match_symmetric", "SAME_FUNCTION", "SAME_LOSS"]
+
+#: Function-space distance E[(f - f_point)^2] at most which an end point *is* a symmetric
+#: point (criterion C5b of the book).
+SAME_FUNCTION = 1e-8
+#: Relative loss difference at most which an end point *is* a symmetric point (C5b).
+SAME_LOSS = 1e-8
 
 #: Reduced gradient norm at which the flow hands over to Newton's method.
 HANDOVER = 1e-9
@@ -242,3 +249,102 @@ def symmetric_perturbed_copy(n: int, teacher: Teacher, activation: str | Activat
     B = perturbed_copy_basis(n, teacher)
     theta0 = pack(np.ones(n), teacher.V[:n])
     return symmetric_flow(B, theta0, teacher, activation, label="perturbed copy", **options)
+
+
+def _block_groups(sizes) -> tuple:
+    """Consecutive blocks of teacher indices with the given sizes."""
+    out, start = [], 0
+    for m in sizes:
+        out.append(tuple(range(start, start + m)))
+        start += m
+    return tuple(out)
+
+
+def symmetric_points(k: int, n: int, activation: str | Activation = "relu") -> dict:
+    """The relaxed CA point of every group-size type of k teacher neurons into n groups,
+    and the perturbed copy, for Teacher.orthonormal(k).
+
+    Returns
+    -------
+    dict
+        Label -> CriticalPoint: "relaxed CA 3+1+1" (groups of consecutive teacher
+        neurons, sizes in decreasing order) for every integer partition of k into n
+        parts, and "perturbed copy" (students copy teacher neurons 0..n-1) when n < k.
+        A flow that fails (:class:`SymmetricFlowError`) leaves its entry out.
+    """
+    from .configurations import integer_partitions
+
+    teacher = Teacher.orthonormal(k)
+    points = {}
+    for sizes in integer_partitions(k, n):
+        sizes = tuple(sorted(sizes, reverse=True))
+        try:
+            point = relaxed_copy_average(_block_groups(sizes), teacher, activation)
+        except SymmetricFlowError:
+            continue
+        points[point.label] = point
+    if n < k:
+        try:
+            points["perturbed copy"] = symmetric_perturbed_copy(n, teacher, activation)
+        except SymmetricFlowError:
+            pass
+    return points
+
+
+def _permuted(point: CriticalPoint, teacher: Teacher, perm) -> np.ndarray:
+    """W of ``point`` with teacher neuron j moved to perm[j] (the complement kept)."""
+    C = point.W @ teacher.V.T
+    Q = point.W - C @ teacher.V
+    Cp = np.empty_like(C)
+    Cp[:, perm] = C
+    return Cp @ teacher.V + Q
+
+
+def match_symmetric(a, W, teacher: Teacher, activation: str | Activation, points: dict, *,
+                    same_function: float = SAME_FUNCTION, same_loss: float = SAME_LOSS):
+    """Which point of ``points`` (from :func:`symmetric_points`) a student *is*, up to
+    permutations of the teacher and student neurons.
+
+    Relaxed CA points: teacher neuron j goes to the student that contributes most along
+    it (argmax_i a_i w_i . v_j); the groups found, ordered by decreasing size, are mapped
+    onto the blocks of the point of that type. Perturbed copy: student i's teacher neuron
+    is its argmax; when these are distinct, they are mapped onto 0..n-1. A student
+    matches when its loss is within ``same_loss`` (relative) of the point's and the
+    function-space distance E[(f - f_point)^2] is at most ``same_function``.
+
+    Returns
+    -------
+    dict
+        ``label`` (the key of the matched point, or None), ``distance`` and ``loss_gap``
+        (relative) to the nearest candidate tried (NaN when none could be tried).
+    """
+    from .loss import population_loss
+
+    act = get_activation(activation)
+    a = np.asarray(a, dtype=float)
+    W = np.asarray(W, dtype=float)
+    k = teacher.k
+    loss = population_loss(a, W, teacher, act)
+    contribution = a[:, None] * (W @ teacher.V.T)
+    candidates = []
+    owner = np.argmax(contribution, axis=0)
+    groups = [np.flatnonzero(owner == i) for i in range(len(a))]
+    if all(len(g) for g in groups):
+        groups.sort(key=len, reverse=True)
+        label = "relaxed CA " + "+".join(str(len(g)) for g in groups)
+        if label in points:
+            candidates.append((label, np.concatenate(groups)))
+    copied = np.argmax(contribution, axis=1)
+    if "perturbed copy" in points and len(set(copied)) == len(a):
+        rest = [j for j in range(k) if j not in set(copied)]
+        candidates.append(("perturbed copy", np.concatenate([copied, rest])))
+    best = dict(label=None, distance=float("nan"), loss_gap=float("nan"))
+    for label, perm in candidates:
+        point = points[label]
+        dist = population_loss(a, W, Teacher(point.a, _permuted(point, teacher, perm)), act)
+        gap = abs(loss - point.loss) / max(abs(point.loss), 1e-300)
+        if dist <= same_function and gap <= same_loss:
+            return dict(label=label, distance=dist, loss_gap=gap)
+        if not dist >= best["distance"]:  # NaN-safe: the first candidate or a nearer one
+            best = dict(label=None, distance=dist, loss_gap=gap)
+    return best
