@@ -734,6 +734,18 @@ EXPERIMENTS = {
         "near the switch)", "glorot", n_values=(23, 24, 25), seeds=tuple(range(200))),
     # full-batch flows on finite samples (chapter "Distillation from noise")
     "erf_samples": SAMPLE_EXPERIMENT,
+    # one more decade of N where it is cheapest (the whole grid at 1e6: ~7 CPU hours)
+    "erf_samples_1e6": SampleExperiment(
+        "erf_samples_1e6", "erf, k = 4, 6 with n = k / 2 and k - 1, 20 std-0.1 seeds, "
+        "full-batch flow on N = 1000000 teacher-labelled Gaussian inputs (data seed = seed); "
+        "3000 s per run", tuple((k, n) for k in (4, 6) for n in (k // 2, k - 1)),
+        (1_000_000,), options=(("max_time", 3000.0),)),
+    # spot checks at the paper's scale, below and above the Glorot switch (n_sw = 24)
+    "erf_samples_k50": SampleExperiment(
+        "erf_samples_k50", "erf, k = 50, n = 20 and 30, Glorot seeds 0..2 (the starts of "
+        "erf_k50), full-batch flow on N = 10000 teacher-labelled Gaussian inputs (data seed "
+        "= seed); 1800 s per run", ((50, 20), (50, 30)), (10_000,), seeds=(0, 1, 2),
+        init="glorot", options=(("max_time", 1800.0),)),
 }
 
 #: Experiments defined (the recompute command runs them) whose results are not committed

@@ -44,8 +44,9 @@ from scipy.integrate import solve_ivp
 
 from .activations import Activation, get_activation
 from .configurations import canonical_groups, copy_average_point, partition_type
-from .critical import CriticalPoint, analyze_point, hessian_of
-from .loss import gradient, pack, unpack
+from .critical import CriticalPoint, analyze_point
+from .derivatives import Objective
+from .loss import pack, unpack
 from .one_neuron import is_unit_orthonormal
 from .teacher import Teacher
 
@@ -114,11 +115,6 @@ def perturbed_copy_basis(n: int, teacher: Teacher) -> np.ndarray:
     return B[:, keep] / norms[keep]
 
 
-def _reduced_gradient(B, phi, n, d, teacher, act):
-    a, W = unpack(B @ phi, n, d)
-    return B.T @ gradient(a, W, teacher, act)
-
-
 def symmetric_flow(B: np.ndarray, theta0, teacher: Teacher, activation: str | Activation, *,
                    label: str = "", t_max: float = 1e9, tol: float = 1e-13,
                    max_newton: int = 50) -> CriticalPoint:
@@ -164,12 +160,16 @@ def symmetric_flow(B: np.ndarray, theta0, teacher: Teacher, activation: str | Ac
     if np.linalg.norm(B @ phi - theta0) > 1e-10 * max(1.0, np.linalg.norm(theta0)):
         raise ValueError("theta0 is not in the subspace spanned by B")
 
+    ob = Objective(teacher, act, n)  # closed-form derivatives for erf and ReLU
+
+    def reduced_gradient(p):
+        return B.T @ ob.gradient(B @ p)
+
     def rhs(t, p):
-        return -_reduced_gradient(B, p, n, d, teacher, act)
+        return -reduced_gradient(p)
 
     def jac(t, p):
-        a, W = unpack(B @ p, n, d)
-        return -B.T @ hessian_of(a, W, teacher, act) @ B
+        return -B.T @ ob.hessian(B @ p) @ B
 
     def settled(t, p):
         return np.linalg.norm(rhs(t, p)) - HANDOVER
@@ -181,12 +181,10 @@ def symmetric_flow(B: np.ndarray, theta0, teacher: Teacher, activation: str | Ac
                             rtol=1e-10, atol=1e-12)
             phi = sol.y[:, -1]
         for _ in range(max_newton):
-            g = _reduced_gradient(B, phi, n, d, teacher, act)
+            g = reduced_gradient(phi)
             if np.linalg.norm(g) <= tol:
                 break
-            a, W = unpack(B @ phi, n, d)
-            H = B.T @ hessian_of(a, W, teacher, act) @ B
-            phi = phi - np.linalg.lstsq(H, g, rcond=1e-12)[0]
+            phi = phi - np.linalg.lstsq(-jac(0.0, phi), g, rcond=1e-12)[0]
     except ValueError as err:  # the ReLU gradient at a dead neuron
         raise SymmetricFlowError(f"{label or 'symmetric flow'}: {err}") from err
     a, W = unpack(B @ phi, n, d)
