@@ -133,3 +133,21 @@ def test_match_finds_a_point_up_to_permutations_and_nothing_else():
         assert match_symmetric(a, W, T, "relu", points)["label"] == label
         moved = match_symmetric(a, W + 1e-3 * rng.normal(size=W.shape), T, "relu", points)
         assert moved["label"] is None and moved["distance"] > SAME_FUNCTION
+
+
+def test_symmetric_classes_of_a_small_grid():
+    """ReLU k = 5, n = 3, five seeds: every converged end point gets a class; the relaxed
+    CA optimum itself, given as a result, is classified as one."""
+    from types import SimpleNamespace
+
+    from copyaverage.symmetric import SYMMETRIC_CLASSES, symmetric_classes
+    from copyaverage.sweep import RunSpec
+
+    specs = [RunSpec("relu", 5, 3, seed) for seed in range(5)]
+    results = [run(s) for s in specs]
+    classes = symmetric_classes(specs, results, "relu")
+    assert all((c in SYMMETRIC_CLASSES) == r.converged for c, r in zip(classes, results))
+    p = relaxed_copy_average(ca_optimum_groups(5, 3), ca.Teacher.orthonormal(5), "relu")
+    fake = SimpleNamespace(a=p.a, W=p.W, converged=True)
+    idle = SimpleNamespace(converged=False)
+    assert symmetric_classes(specs[:2], [fake, idle], "relu") == ["relaxed CA optimum", None]

@@ -52,7 +52,11 @@ from .teacher import Teacher
 
 __all__ = ["relaxed_basis", "perturbed_copy_basis", "symmetric_flow",
            "relaxed_copy_average", "symmetric_perturbed_copy", "SymmetricFlowError",
-           "symmetric_points", "match_symmetric", "SAME_FUNCTION", "SAME_LOSS"]
+           "symmetric_points", "match_symmetric", "symmetric_classes", "SAME_FUNCTION",
+           "SAME_LOSS", "SYMMETRIC_CLASSES"]
+
+#: The classes of :func:`symmetric_classes`, in the order the book shows them.
+SYMMETRIC_CLASSES = ("relaxed CA optimum", "other relaxed CA", "perturbed copy", "neither")
 
 #: Function-space distance E[(f - f_point)^2] at most which an end point *is* a symmetric
 #: point (criterion C5b of the book).
@@ -346,3 +350,42 @@ def match_symmetric(a, W, teacher: Teacher, activation: str | Activation, points
         if not dist >= best["distance"]:  # NaN-safe: the first candidate or a nearer one
             best = dict(label=None, distance=dist, loss_gap=gap)
     return best
+
+
+def symmetric_classes(specs, results, activation: str | Activation = "relu") -> list:
+    """The symmetric class of each converged end point of a grid of runs (the C5b test).
+
+    Parameters
+    ----------
+    specs : sequence of RunSpec
+        Runs on unit-orthonormal teachers (``spec.k``, ``spec.n``, ``spec.teacher()``).
+    results : sequence of FlowResult
+        Their end points.
+    activation : str or Activation
+
+    Returns
+    -------
+    list
+        Per run: None if it did not converge, else one of :data:`SYMMETRIC_CLASSES`:
+        "relaxed CA optimum" (the relaxed point of group sizes k - n + 1, 1, ..., 1),
+        "other relaxed CA" (other group sizes), "perturbed copy", or "neither"
+        (:func:`match_symmetric` against :func:`symmetric_points` of the run's cell).
+    """
+    points, out = {}, []
+    for spec, result in zip(specs, results):
+        if not result.converged:
+            out.append(None)
+            continue
+        cell = (spec.k, spec.n)
+        if cell not in points:
+            points[cell] = symmetric_points(spec.k, spec.n, activation)
+        found = match_symmetric(result.a, result.W, spec.teacher(), activation,
+                                points[cell])["label"]
+        optimum = f"relaxed CA {spec.k - spec.n + 1}" + "+1" * (spec.n - 1)
+        if found is None:
+            out.append("neither")
+        elif found == "perturbed copy":
+            out.append("perturbed copy")
+        else:
+            out.append("relaxed CA optimum" if found == optimum else "other relaxed CA")
+    return out
