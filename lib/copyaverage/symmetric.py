@@ -15,10 +15,11 @@ coordinates.
 Two subspaces are used:
 
 ``relaxed copy average`` (:func:`relaxed_copy_average`)
-    G permutes the teacher neurons within each group of a partition (G_1, ..., G_n) and
-    fixes every student neuron. Its fixed students have
-    w_i = sum_l c_il s_l / |s_l| with s_l = sum_{j in G_l} v_j: n + n^2 coordinates
-    (a_i, c_il). The copy-average configuration of the partition lies in F. For erf it
+    G permutes the teacher neurons within each group of a partition (G_1, ..., G_n), and
+    groups of equal size together with their student neurons. Its fixed students have
+    w_i = sum_l c_il s_l / |s_l| with s_l = sum_{j in G_l} v_j, a_i and c_il depending
+    only on group sizes (:func:`relaxed_basis`; 7 coordinates for the CA optimum at any
+    k). The copy-average configuration of the partition lies in F. For erf it
     is a critical point and stays put; for ReLU it is not critical, and the flow from it
     ends at the *relaxed* copy-average point, which keeps the symmetry.
 ``symmetric perturbed copy`` (:func:`symmetric_perturbed_copy`)
@@ -83,20 +84,29 @@ def _check_teacher(teacher) -> Teacher:
 
 
 def relaxed_basis(groups, teacher: Teacher) -> np.ndarray:
-    """Orthonormal basis (columns) of the students fixed by the permutations within each
-    group: theta = pack(a, W) with w_i in span{s_l}; shape (n (1 + d), n + n^2).
-    Coordinates: a_1..a_n, then c_il row by row (module docstring)."""
+    """Orthonormal basis (columns) of the students fixed by the symmetry of the CA
+    configuration of ``groups``: permutations within each group, and permutations of
+    groups of equal size together with their student neurons.
+
+    With s_l = sum_{j in G_l} v_j / sqrt(|G_l|), a fixed student has w_i = sum_l c_il s_l,
+    where a_i depends only on the size of group i and c_il only on the sizes of groups i
+    and l and on whether l = i: for the CA optimum (sizes k - n + 1, 1, ..., 1) that is 7
+    coordinates for any k and 3 <= n < k (6 for n = 2, 2 for n = 1). Shape (n (1 + d), r).
+    """
     teacher = _check_teacher(teacher)
     groups = canonical_groups(groups, teacher.k)
     n, d = len(groups), teacher.d
     S = np.array([teacher.V[list(g)].sum(axis=0) / math.sqrt(len(g)) for g in groups])
-    B = np.zeros((n * (1 + d), n + n * n))
-    B[np.arange(n), np.arange(n)] = 1.0
+    size = [len(g) for g in groups]
+    columns = {}
     for i in range(n):
+        col = columns.setdefault(("a", size[i]), np.zeros(n * (1 + d)))
+        col[i] = 1.0
         for l in range(n):
-            col = n + i * n + l
-            B[n + i * d: n + (i + 1) * d, col] = S[l]
-    return B
+            col = columns.setdefault(("c", size[i], size[l], i == l), np.zeros(n * (1 + d)))
+            col[n + i * d: n + (i + 1) * d] += S[l]
+    B = np.stack(list(columns.values()), axis=1)
+    return B / np.linalg.norm(B, axis=0)
 
 
 def perturbed_copy_basis(n: int, teacher: Teacher) -> np.ndarray:
