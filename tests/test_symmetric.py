@@ -123,6 +123,10 @@ def test_match_finds_a_point_up_to_permutations_and_nothing_else():
     T = ca.Teacher.orthonormal(k)
     points = symmetric_points(k, n, "relu")
     assert set(points) == {"relaxed CA 3+1+1", "relaxed CA 2+2+1", "perturbed copy"}
+    assert set(symmetric_points(k, n, "relu", "optimum")) == {"relaxed CA 3+1+1",
+                                                               "perturbed copy"}
+    with pytest.raises(ValueError, match="types must be"):
+        symmetric_points(k, n, "relu", "some")
     rng = np.random.default_rng(0)
     for label, p in points.items():
         teacher_perm = rng.permutation(k)

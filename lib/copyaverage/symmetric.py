@@ -272,9 +272,13 @@ def _block_groups(sizes) -> tuple:
     return tuple(out)
 
 
-def symmetric_points(k: int, n: int, activation: str | Activation = "relu") -> dict:
+def symmetric_points(k: int, n: int, activation: str | Activation = "relu",
+                     types: str = "all") -> dict:
     """The relaxed CA point of every group-size type of k teacher neurons into n groups,
     and the perturbed copy, for Teacher.orthonormal(k).
+
+    ``types="optimum"`` keeps, of the relaxed CA points, only the relaxed CA optimum
+    (sizes k - n + 1, 1, ..., 1): at large k the partitions into n parts are too many.
 
     Returns
     -------
@@ -286,9 +290,12 @@ def symmetric_points(k: int, n: int, activation: str | Activation = "relu") -> d
     """
     from .configurations import integer_partitions
 
+    if types not in ("all", "optimum"):
+        raise ValueError(f"types must be 'all' or 'optimum', got {types!r}")
     teacher = Teacher.orthonormal(k)
     points = {}
-    for sizes in integer_partitions(k, n):
+    every = integer_partitions(k, n) if types == "all" else [(k - n + 1,) + (1,) * (n - 1)]
+    for sizes in every:
         sizes = tuple(sorted(sizes, reverse=True))
         try:
             point = relaxed_copy_average(_block_groups(sizes), teacher, activation)
@@ -362,8 +369,12 @@ def match_symmetric(a, W, teacher: Teacher, activation: str | Activation, points
     return best
 
 
-def symmetric_classes(specs, results, activation: str | Activation = "relu") -> list:
+def symmetric_classes(specs, results, activation: str | Activation = "relu",
+                      types: str = "all") -> list:
     """The symmetric class of each converged end point of a grid of runs (the C5b test).
+
+    ``types``: as for :func:`symmetric_points` ("optimum": an end point at another relaxed
+    CA point counts as "neither").
 
     Parameters
     ----------
@@ -388,7 +399,7 @@ def symmetric_classes(specs, results, activation: str | Activation = "relu") -> 
             continue
         cell = (spec.k, spec.n)
         if cell not in points:
-            points[cell] = symmetric_points(spec.k, spec.n, activation)
+            points[cell] = symmetric_points(spec.k, spec.n, activation, types)
         found = match_symmetric(result.a, result.W, spec.teacher(), activation,
                                 points[cell])["label"]
         optimum = f"relaxed CA {spec.k - spec.n + 1}" + "+1" * (spec.n - 1)
