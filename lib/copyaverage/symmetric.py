@@ -370,11 +370,13 @@ def match_symmetric(a, W, teacher: Teacher, activation: str | Activation, points
 
 
 def symmetric_classes(specs, results, activation: str | Activation = "relu",
-                      types: str = "all") -> list:
+                      types: str = "all", points: dict | None = None) -> list:
     """The symmetric class of each converged end point of a grid of runs (the C5b test).
 
     ``types``: as for :func:`symmetric_points` ("optimum": an end point at another relaxed
-    CA point counts as "neither").
+    CA point counts as "neither"). ``points``: optional dict (k, n) -> the
+    :func:`symmetric_points` of that cell, computed already (missing cells are computed
+    and added to it).
 
     Parameters
     ----------
@@ -392,7 +394,8 @@ def symmetric_classes(specs, results, activation: str | Activation = "relu",
         "other relaxed CA" (other group sizes), "perturbed copy", or "neither"
         (:func:`match_symmetric` against :func:`symmetric_points` of the run's cell).
     """
-    points, out = {}, []
+    points = {} if points is None else points
+    out = []
     for spec, result in zip(specs, results):
         if not result.converged:
             out.append(None)
