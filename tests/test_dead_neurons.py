@@ -21,10 +21,13 @@ def test_a_dead_neuron_is_removed_and_the_others_converge():
     assert d.result.grad_norm <= d.result.tol
 
 
-def test_when_every_neuron_dies_the_run_fails():
+@pytest.mark.parametrize("record", [True, False])
+def test_when_every_neuron_dies_the_run_fails(record):
+    """Also when the trajectory kept no parameters (as in sweeps): the neuron that
+    fired the engine's test is then the shortest one."""
     T = Teacher.orthonormal(3)
     r = gradient_flow(*initialize(1, T, "gaussian", 17), T, "relu", max_time=30,
-                      eigenvalues=False)
+                      eigenvalues=False, record_parameters=record)
     d = without_dead_neurons(r, T, "relu")
     assert d.result is None and d.alive == () and d.status == "failed" and not d.converged
 
@@ -35,6 +38,7 @@ def test_a_run_without_deaths_is_returned_as_it_is():
     assert r.stop != Stop.DYING_NEURON
     d = without_dead_neurons(r, T, "relu")
     assert d.result is r and d.alive == (0, 1) and d.rounds == 0
+    assert dead_neurons(r).size == 0
 
 
 def test_only_relu():

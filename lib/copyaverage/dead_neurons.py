@@ -59,17 +59,25 @@ class DeadNeuronResult:
 
 
 def dead_neurons(result: FlowResult) -> np.ndarray:
-    """Indices of the neurons whose |w_i| is below
-    :data:`copyaverage.ode.DEAD_FRACTION` times the scale of the run (the largest |w_j|
-    now or at the start of the recorded trajectory): the engine's dying test."""
+    """Indices of the dead neurons of a run that stopped at a dying neuron.
+
+    The engine's test: |w_i| below :data:`copyaverage.ode.DEAD_FRACTION` times the scale
+    of the run, the largest |w_j| now or at the start (known when the trajectory recorded
+    the parameters). Without the start, when all neurons shrank together, no neuron may
+    pass the test against the current scale; then the neuron with the smallest |w_i| is
+    the one that fired it. Empty for a run that did not stop at a dying neuron.
+    """
+    if result.stop != Stop.DYING_NEURON:
+        return np.array([], dtype=int)
     norms = np.linalg.norm(result.W, axis=1)
-    scale = float(norms.max()) if norms.size else 0.0
+    scale = float(norms.max())
     traj = result.trajectory
     if traj is not None and traj.theta is not None and len(traj.theta):
         n = len(result.a)
         scale = max(scale, float(np.linalg.norm(traj.theta[0][n:].reshape(n, -1),
                                                 axis=1).max()))
-    return np.flatnonzero(norms < DEAD_FRACTION * max(scale, 1e-300))
+    dead = np.flatnonzero(norms < DEAD_FRACTION * max(scale, 1e-300))
+    return dead if dead.size else np.array([int(np.argmin(norms))])
 
 
 def without_dead_neurons(result: FlowResult, teacher: Teacher,
@@ -101,8 +109,6 @@ def without_dead_neurons(result: FlowResult, teacher: Teacher,
     rounds = 0
     while result.stop == Stop.DYING_NEURON:
         dead = dead_neurons(result)
-        if dead.size == 0:  # stopped at the test's edge: nothing below it now
-            break
         keep = np.setdiff1d(np.arange(len(result.a)), dead)
         alive = alive[keep]
         if keep.size == 0:
