@@ -155,3 +155,22 @@ def test_symmetric_classes_of_a_small_grid():
     fake = SimpleNamespace(a=p.a, W=p.W, converged=True)
     idle = SimpleNamespace(converged=False)
     assert symmetric_classes(specs[:2], [fake, idle], "relu") == ["relaxed CA optimum", None]
+
+
+def test_relu_transition_for_a_small_teacher():
+    """k = 6: the relaxed CA optimum and the ReLU perturbed copy for n = 1..5, the same
+    points as symmetric_points gives, and boundaries that agree with the table."""
+    t = ca.transition(6, "relu")
+    assert list(t.n) == [1, 2, 3, 4, 5]
+    p = symmetric_points(6, 4, "relu", "optimum")
+    row = t[t.n == 4].iloc[0]
+    assert row.ca_loss == p["relaxed CA 3+1+1+1"].loss
+    assert row.pc_loss == p["perturbed copy"].loss
+    assert row.ca_negative == p["relaxed CA 3+1+1+1"].n_negative
+    assert ((t.lower == "perturbed copy") == (t.pc_loss < t.ca_loss)).all()
+    start = t.attrs["pc_minimum_from"]
+    assert start is not None and (t[t.n >= start].pc_negative == 0).all()
+    # (6, 5): the relaxed CA optimum is a saddle (the chapter's table)
+    assert t[t.n == 5].ca_negative.item() >= 1 and t.attrs["ca_saddle_from"] <= 5
+    with pytest.raises(ValueError, match="k must be an integer >= 2"):
+        ca.transition(1.5, "relu")

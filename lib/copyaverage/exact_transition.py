@@ -1405,7 +1405,9 @@ def transition(k: int, activation: str | Activation = "erf") -> "pd.DataFrame":
     k : int, k >= 3
         Teacher width (unit-orthonormal teacher, d = k + 1).
     activation : str or Activation
-        The erf family (default ``"erf"``).
+        The erf family (default ``"erf"``), or ``"relu"``: then
+        :func:`copyaverage.symmetric.symmetric_transition` (the relaxed CA optimum and
+        the ReLU perturbed copy, dense Hessians, integer n only; its own columns).
 
     Returns
     -------
@@ -1447,6 +1449,10 @@ def transition(k: int, activation: str | Activation = "erf") -> "pd.DataFrame":
         ``pc_lower_from``
             smallest integer n from which on the perturbed copy has the lower loss.
     """
+    if get_activation(activation).kind == "relu":
+        from .symmetric import symmetric_transition
+
+        return symmetric_transition(k, activation)
     s2 = _erf_s2(activation)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 3:
         raise ValueError(f"k must be an integer >= 3 (so that 1 <= n < k has room for two "

@@ -54,7 +54,7 @@ from .teacher import Teacher
 __all__ = ["relaxed_basis", "perturbed_copy_basis", "symmetric_flow",
            "relaxed_copy_average", "symmetric_perturbed_copy", "SymmetricFlowError",
            "symmetric_points", "match_symmetric", "symmetric_classes", "SAME_FUNCTION",
-           "SAME_LOSS", "SYMMETRIC_CLASSES"]
+           "SAME_LOSS", "SYMMETRIC_CLASSES", "symmetric_transition"]
 
 #: The classes of :func:`symmetric_classes`, in the order the book shows them.
 SYMMETRIC_CLASSES = ("relaxed CA optimum", "other relaxed CA", "perturbed copy", "neither")
@@ -413,3 +413,62 @@ def symmetric_classes(specs, results, activation: str | Activation = "relu",
         else:
             out.append("relaxed CA optimum" if found == optimum else "other relaxed CA")
     return out
+
+
+def symmetric_transition(k: int, activation: str | Activation = "relu"):
+    """The relaxed CA optimum and the perturbed copy for every student width n = 1..k - 1
+    (the ReLU counterpart of :func:`copyaverage.exact_transition.transition`).
+
+    Both points are computed within their symmetric subspaces (:func:`symmetric_points`
+    with ``types="optimum"``); their Hessian signatures from the dense Hessian, so the
+    cost grows like (n k)^3: k = 50 takes minutes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per n: ``n``, ``ca_loss``, ``pc_loss`` (the relaxed CA optimum's and the
+        perturbed copy's; NaN where its flow failed), ``ca_negative``, ``pc_negative``,
+        ``ca_zero``, ``pc_zero`` (Hessian eigenvalue counts), ``ca_min_eigenvalue``,
+        ``pc_min_eigenvalue`` and ``lower`` ("perturbed copy" or "CA optimum").
+        ``attrs``: ``loss_crossings`` (integer n at which ``lower`` differs from n - 1),
+        ``pc_minimum_from`` (the smallest n from which the perturbed copy has no negative
+        eigenvalue at every larger n; None if there is none) and ``ca_saddle_from``
+        (the smallest n from which the relaxed CA optimum is a saddle at every larger n;
+        None if there is none).
+    """
+    import pandas as pd
+
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"k must be an integer >= 2, got {k!r}")
+    rows = []
+    for n in range(1, k):
+        points = symmetric_points(k, n, activation, "optimum")
+        row = dict(n=n)
+        for key, label in (("ca", f"relaxed CA {k - n + 1}" + "+1" * (n - 1)),
+                           ("pc", "perturbed copy")):
+            p = points.get(label)
+            row.update({f"{key}_loss": np.nan if p is None else p.loss,
+                        f"{key}_negative": -1 if p is None else p.n_negative,
+                        f"{key}_zero": -1 if p is None else p.n_zero,
+                        f"{key}_min_eigenvalue": np.nan if p is None else
+                        float(p.eigenvalues[0])})
+        row["lower"] = "perturbed copy" if row["pc_loss"] < row["ca_loss"] else "CA optimum"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+
+    def from_on(flags):
+        """Smallest n from which every flag is True; None if the last is False."""
+        flags = list(flags)
+        if not flags or not flags[-1]:
+            return None
+        i = len(flags) - 1
+        while i > 0 and flags[i - 1]:
+            i -= 1
+        return int(table.n.iloc[i])
+
+    lower = table.lower.to_numpy()
+    table.attrs["loss_crossings"] = [int(n) for n, a, b in
+                                     zip(table.n[1:], lower[:-1], lower[1:]) if a != b]
+    table.attrs["pc_minimum_from"] = from_on(table.pc_negative == 0)
+    table.attrs["ca_saddle_from"] = from_on(table.ca_negative > 0)
+    return table
