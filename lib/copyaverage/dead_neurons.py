@@ -6,7 +6,7 @@ gradient flow reaches that point in finite time. Two treatments:
 
 * **stop** (the engine's default, :func:`copyaverage.flow.gradient_flow`): the run ends
   with ``stop == Stop.DYING_NEURON`` and counts as failed. The paper's engine behaves
-  alike: its ReLU integrals divide by |w_i| and become non-finite there.
+  alike: its ReLU integrals divide by the norm of w_i and become non-finite there.
 * **dead stays dead** (:func:`without_dead_neurons`): the dead neuron contributes nothing
   from then on and the flow cannot move it (any subgradient flow started at w_i = 0
   with a_i relu(w_i . x) = 0 keeps the loss constant along a_i), so it is removed and the
@@ -61,10 +61,10 @@ class DeadNeuronResult:
 def dead_neurons(result: FlowResult) -> np.ndarray:
     """Indices of the dead neurons of a run that stopped at a dying neuron.
 
-    The engine's test: |w_i| below :data:`copyaverage.ode.DEAD_FRACTION` times the scale
-    of the run, the largest |w_j| now or at the start (known when the trajectory recorded
-    the parameters). Without the start, when all neurons shrank together, no neuron may
-    pass the test against the current scale; then the neuron with the smallest |w_i| is
+    The engine's test: the norm of w_i below ``DEAD_FRACTION`` (of
+    :mod:`copyaverage.ode`) times the scale of the run, the largest norm of a w_j now or
+    at the start (known when the trajectory recorded the parameters). Without the start, when all neurons shrank together, no neuron may
+    pass the test against the current scale; then the neuron with the smallest norm is
     the one that fired it. Empty for a run that did not stop at a dying neuron.
     """
     if result.stop != Stop.DYING_NEURON:

@@ -17,7 +17,7 @@ Two subspaces are used:
 ``relaxed copy average`` (:func:`relaxed_copy_average`)
     G permutes the teacher neurons within each group of a partition (G_1, ..., G_n), and
     groups of equal size together with their student neurons. Its fixed students have
-    w_i = sum_l c_il s_l / |s_l| with s_l = sum_{j in G_l} v_j, a_i and c_il depending
+    w_i = sum_l c_il s_l / norm(s_l) with s_l = sum_{j in G_l} v_j, a_i and c_il depending
     only on group sizes (:func:`relaxed_basis`; 7 coordinates for the CA optimum at any
     k). The copy-average configuration of the partition lies in F. For erf it
     is a critical point and stays put; for ReLU it is not critical, and the flow from it
@@ -88,7 +88,7 @@ def relaxed_basis(groups, teacher: Teacher) -> np.ndarray:
     configuration of ``groups``: permutations within each group, and permutations of
     groups of equal size together with their student neurons.
 
-    With s_l = sum_{j in G_l} v_j / sqrt(|G_l|), a fixed student has w_i = sum_l c_il s_l,
+    With s_l = sum_{j in G_l} v_j / sqrt(m_l) (m_l the size of group l), a fixed student has w_i = sum_l c_il s_l,
     where a_i depends only on the size of group i and c_il only on the sizes of groups i
     and l and on whether l = i: for the CA optimum (sizes k - n + 1, 1, ..., 1) that is 7
     coordinates for any k and 3 <= n < k (6 for n = 2, 2 for n = 1). Shape (n (1 + d), r).
