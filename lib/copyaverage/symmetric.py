@@ -263,6 +263,11 @@ def symmetric_perturbed_copy(n: int, teacher: Teacher, activation: str | Activat
     return symmetric_flow(B, theta0, teacher, activation, label="perturbed copy", **options)
 
 
+def _optimum_label(k: int, n: int) -> str:
+    """The label of the relaxed CA optimum (group sizes k - n + 1, 1, ..., 1)."""
+    return f"relaxed CA {k - n + 1}" + "+1" * (n - 1)
+
+
 def _block_groups(sizes) -> tuple:
     """Consecutive blocks of teacher indices with the given sizes."""
     out, start = [], 0
@@ -405,7 +410,7 @@ def symmetric_classes(specs, results, activation: str | Activation = "relu",
             points[cell] = symmetric_points(spec.k, spec.n, activation, types)
         found = match_symmetric(result.a, result.W, spec.teacher(), activation,
                                 points[cell])["label"]
-        optimum = f"relaxed CA {spec.k - spec.n + 1}" + "+1" * (spec.n - 1)
+        optimum = _optimum_label(spec.k, spec.n)
         if found is None:
             out.append("neither")
         elif found == "perturbed copy":
@@ -444,7 +449,7 @@ def symmetric_transition(k: int, activation: str | Activation = "relu"):
     for n in range(1, k):
         points = symmetric_points(k, n, activation, "optimum")
         row = dict(n=n)
-        for key, label in (("ca", f"relaxed CA {k - n + 1}" + "+1" * (n - 1)),
+        for key, label in (("ca", _optimum_label(k, n)),
                            ("pc", "perturbed copy")):
             p = points.get(label)
             row.update({f"{key}_loss": np.nan if p is None else p.loss,
