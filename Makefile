@@ -21,9 +21,12 @@ $(VENV)/.stamp: pyproject.toml
 test: venv
 	$(BIN)/python -m pytest -q tests
 
-# Executes every notebook; any warning, failing cell or traceback fails the build.
+# Executes the pages (two at a time, skipping those whose code and inputs are unchanged
+# since they last ran: scripts/execute_pages.py), then renders them; any warning, failing
+# cell or traceback fails the build. FORCE=1 executes every page again.
 book: venv
 	rm -rf $(HTML)/reports
+	$(BIN)/python scripts/execute_pages.py $(if $(FORCE),--force)
 	$(BIN)/jupyter-book build . -W -n --keep-going --all
 	@if [ -d $(HTML)/reports ]; then \
 		echo "FAILED: execution reports in $(HTML)/reports" >&2; exit 1; fi

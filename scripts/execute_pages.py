@@ -1,0 +1,200 @@
+"""Execute the book's pages, two at a time, into the cache that ``jupyter-book`` reads.
+
+``make book`` runs this before Sphinx. Sphinx (through myst-nb in ``cache`` mode) then
+finds every page already executed and only renders it; a page it does not find (its code
+changed after this script ran) it executes itself, one at a time.
+
+When is a page executed again?
+    jupyter-cache keys an executed page by its code cells alone, so it would not notice a
+    change in the library or in the committed results the pages read. This script
+    therefore keeps a second key next to the cache, the SHA-256 of everything else a page
+    reads (:func:`inputs_digest`: ``lib/``, ``results/``, ``benchmarks/results/``,
+    ``book/*.json``, ``pyproject.toml``, the Python version and every installed package's
+    version). When it differs from the key stored with the cache, the whole cache is
+    dropped and every page runs again; otherwise only pages whose code changed run. A
+    clean clone (as in CI) has no cache, so every page runs, including the re-runs of
+    randomly chosen committed runs that the pages make.
+
+Order
+    Pages run two at a time (each may itself run two worker processes for its flows),
+    slowest first according to the last recorded execution times, in the order of
+    ``_toc.yml`` when none are recorded. The pages in :data:`RUN_LAST` read what the
+    experiment chapters compute (through the library's result store) and start only after
+    all the others have finished, so that they load those results instead of computing
+    them first.
+
+A page that fails is not cached; the script prints its traceback and exits with status 1
+after the other pages have run.
+
+Usage: ``python scripts/execute_pages.py [--jobs 2] [--force]`` from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from importlib.metadata import distributions
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "_build" / ".jupyter_cache"
+#: Stored next to the cache: the inputs digest and the last execution time of each page.
+STAMP = CACHE / "copyaverage-inputs.json"
+#: Pages that load what the other pages compute; they start after all the others.
+RUN_LAST = ("book/claims",)
+#: Per cell, as in ``_config.yml`` (``execute.timeout``).
+TIMEOUT = 1800
+#: What the pages read besides their own code (directories are read recursively).
+INPUTS = ("lib", "results", "benchmarks/results", "pyproject.toml")
+
+
+def toc_pages(toc: Path = ROOT / "_toc.yml") -> list[str]:
+    """The documents listed in ``_toc.yml`` (root first), without suffix."""
+    data = yaml.safe_load(toc.read_text())
+    pages = [data["root"]]
+
+    def walk(entries):
+        for entry in entries or ():
+            if "file" in entry:
+                pages.append(entry["file"])
+            walk(entry.get("chapters"))
+            walk(entry.get("sections"))
+
+    for part in data.get("parts", ()):
+        walk(part.get("chapters"))
+    walk(data.get("chapters"))
+    return pages
+
+
+def inputs_digest() -> str:
+    """SHA-256 of what the pages read besides their code (see the module docstring)."""
+    h = hashlib.sha256()
+    files = []
+    for name in INPUTS:
+        path = ROOT / name
+        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files += sorted((ROOT / "book").glob("*.json"))
+    for f in files:
+        if "__pycache__" in f.parts:
+            continue
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(platform.python_version().encode())
+    versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())
+    h.update("\n".join(versions).encode())
+    return h.hexdigest()
+
+
+def write_stamp(digest: str, seconds: dict) -> None:
+    """Record the inputs digest and the page times (atomically: never half-written)."""
+    tmp = STAMP.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"inputs": digest, "seconds": seconds}, indent=1))
+    tmp.replace(STAMP)
+
+
+def read_page(path: Path):
+    """The page as myst-nb reads it (so that the cache keys agree with Sphinx's)."""
+    from myst_nb.core.read import read_myst_markdown_notebook
+    from myst_parser.config.main import MdParserConfig
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    extensions = config.get("parse", {}).get("myst_enable_extensions", ())
+    md_config = MdParserConfig(enable_extensions=set(extensions))
+    return read_myst_markdown_notebook(
+        path.read_text(), config=md_config, add_source_map=True, path=str(path)
+    )
+
+
+def execute(page: str):
+    """Execute one page in its own directory; returns (page, notebook, seconds, error)."""
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    path = ROOT / f"{page}.md"
+    nb = read_page(path)
+    result = single_nb_execution(
+        nb, cwd=str(path.parent), timeout=TIMEOUT, allow_errors=False, meta_override=True
+    )
+    error = result.exc_string if result.err is not None else None
+    return page, nb, result.time, error
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=2, help="pages run at once (>= 1)")
+    parser.add_argument("--force", action="store_true", help="drop the cache first")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    digest = inputs_digest()
+    stamp = json.loads(STAMP.read_text()) if STAMP.is_file() else {}
+    seconds = stamp.get("seconds", {})
+    if args.force or stamp.get("inputs") != digest:
+        reason = "--force" if args.force else "the library, results or packages changed"
+        if CACHE.exists():
+            print(f"execute_pages: dropping the page cache ({reason})", flush=True)
+        shutil.rmtree(CACHE, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cache = get_cache(str(CACHE))
+    write_stamp(digest, seconds)
+
+    from myst_nb.core.read import is_myst_markdown_notebook
+
+    pages = [p for p in toc_pages()
+             if is_myst_markdown_notebook((ROOT / f"{p}.md").read_text())]
+    todo = []
+    for page in pages:
+        try:
+            cache.match_cache_notebook(read_page(ROOT / f"{page}.md"))
+        except KeyError:
+            todo.append(page)
+    first = [p for p in todo if p not in RUN_LAST]
+    first.sort(key=lambda p: -seconds.get(p, 0.0))  # stable: toc order if none recorded
+    last = [p for p in todo if p in RUN_LAST]
+    print(f"execute_pages: {len(pages) - len(todo)} of {len(pages)} pages cached, "
+          f"running {len(todo)} with {args.jobs} at a time", flush=True)
+
+    failed = {}
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="page", desc="pages")
+    with bar, ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for batch in (first, last):
+            running = {pool.submit(execute, p) for p in batch}
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    page, nb, secs, error = future.result()
+                    elapsed = time.perf_counter() - start
+                    bar.update()
+                    if error is not None:
+                        failed[page] = error
+                        bar.write(f"  FAILED {page} after {secs:.0f} s")
+                        continue
+                    cache.cache_notebook_bundle(
+                        CacheBundleIn(nb, str(ROOT / f"{page}.md"),
+                                      data={"execution_seconds": secs}),
+                        check_validity=False, overwrite=True,
+                    )
+                    seconds[page] = secs
+                    write_stamp(digest, seconds)
+                    bar.write(f"  {page}: {secs:.0f} s (at {elapsed:.0f} s)")
+    for page, error in failed.items():
+        print(f"\n---- {page} failed ----\n{error}", file=sys.stderr)
+    print(f"execute_pages: done in {time.perf_counter() - start:.0f} s"
+          + (f", {len(failed)} failed: {', '.join(failed)}" if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
