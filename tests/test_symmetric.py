@@ -174,3 +174,15 @@ def test_relu_transition_for_a_small_teacher():
     assert t[t.n == 5].ca_negative.item() >= 1 and t.attrs["ca_saddle_from"] <= 5
     with pytest.raises(ValueError, match="k must be an integer >= 2"):
         ca.transition(1.5, "relu")
+
+
+def test_points_without_signature_are_the_same_points():
+    full = symmetric_points(6, 4, "relu")
+    bare = symmetric_points(6, 4, "relu", signature=False)
+    assert full.keys() == bare.keys()
+    for label, p in full.items():
+        q = bare[label]
+        assert np.array_equal(p.a, q.a) and np.array_equal(p.W, q.W)
+        assert q.loss == p.loss and q.grad_norm == p.grad_norm
+        assert p.n_negative is not None and p.eigenvalues.size == p.a.size * 8
+        assert q.n_negative is None and q.kind == "not computed" and q.eigenvalues.size == 0

@@ -110,12 +110,13 @@ class CriticalPoint:
     loss : float
     grad_norm : float
         Euclidean norm of the gradient with respect to pack(a, W).
-    n_negative, n_zero, n_positive : int
-        Hessian eigenvalue counts (see :func:`hessian_signature`).
+    n_negative, n_zero, n_positive : int or None
+        Hessian eigenvalue counts (see :func:`hessian_signature`); None when the
+        point was analyzed with ``signature=False``.
     kind : str
-        :func:`signature_kind` of the counts.
+        :func:`signature_kind` of the counts (``"not computed"`` without them).
     eigenvalues : ndarray
-        All Hessian eigenvalues, ascending.
+        All Hessian eigenvalues, ascending (empty without the signature).
     """
 
     label: str
@@ -123,15 +124,15 @@ class CriticalPoint:
     W: np.ndarray
     loss: float
     grad_norm: float
-    n_negative: int
-    n_zero: int
-    n_positive: int
+    n_negative: int | None
+    n_zero: int | None
+    n_positive: int | None
     kind: str
     eigenvalues: np.ndarray = field(repr=False)
 
 
 def analyze_point(a, W, teacher: Teacher, activation: str | Activation, label: str = "",
-                  rtol: float = ZERO_RTOL) -> CriticalPoint:
+                  rtol: float = ZERO_RTOL, signature: bool = True) -> CriticalPoint:
     """Loss, gradient norm and Hessian signature of the student (a, W).
 
     Parameters
@@ -143,6 +144,9 @@ def analyze_point(a, W, teacher: Teacher, activation: str | Activation, label: s
     label : str
     rtol : float
         Zero tolerance of :func:`hessian_signature`.
+    signature : bool
+        False skips the Hessian and its eigenvalues (the counts are then None): at
+        k = 50 the eigen-decomposition takes seconds and is most of the cost.
 
     Returns
     -------
@@ -151,13 +155,17 @@ def analyze_point(a, W, teacher: Teacher, activation: str | Activation, label: s
     """
     act = get_activation(activation)
     a, W = check_student(a, W, teacher)
+    loss = population_loss(a, W, teacher, act)
+    grad_norm = float(np.linalg.norm(gradient(a, W, teacher, act)))
+    if not signature:
+        return CriticalPoint(label=label, a=a.copy(), W=W.copy(), loss=loss,
+                             grad_norm=grad_norm, n_negative=None, n_zero=None,
+                             n_positive=None, kind="not computed", eigenvalues=np.empty(0))
     H = hessian_of(a, W, teacher, act)
     ev = np.linalg.eigvalsh(0.5 * (H + H.T))
     neg, zero, pos = eigenvalue_signature(ev, rtol)
     return CriticalPoint(
-        label=label, a=a.copy(), W=W.copy(),
-        loss=population_loss(a, W, teacher, act),
-        grad_norm=float(np.linalg.norm(gradient(a, W, teacher, act))),
+        label=label, a=a.copy(), W=W.copy(), loss=loss, grad_norm=grad_norm,
         n_negative=neg, n_zero=zero, n_positive=pos,
         kind=signature_kind(neg, zero, pos), eigenvalues=ev,
     )

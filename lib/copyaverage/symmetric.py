@@ -131,7 +131,7 @@ def perturbed_copy_basis(n: int, teacher: Teacher) -> np.ndarray:
 
 def symmetric_flow(B: np.ndarray, theta0, teacher: Teacher, activation: str | Activation, *,
                    label: str = "", t_max: float = 1e9, tol: float = 1e-13,
-                   max_newton: int = 50) -> CriticalPoint:
+                   max_newton: int = 50, signature: bool = True) -> CriticalPoint:
     """Gradient flow from ``theta0`` within the subspace spanned by the orthonormal
     columns of ``B`` (which must be invariant under the flow: module docstring), then
     Newton's method to a critical point.
@@ -150,6 +150,9 @@ def symmetric_flow(B: np.ndarray, theta0, teacher: Teacher, activation: str | Ac
         Longest flow time.
     tol : float
         Reduced gradient norm at which Newton's method stops.
+    signature : bool
+        False leaves out the full Hessian's eigenvalues (see
+        :func:`copyaverage.critical.analyze_point`).
 
     Returns
     -------
@@ -202,7 +205,7 @@ def symmetric_flow(B: np.ndarray, theta0, teacher: Teacher, activation: str | Ac
     except ValueError as err:  # the ReLU gradient at a dead neuron
         raise SymmetricFlowError(f"{label or 'symmetric flow'}: {err}") from err
     a, W = unpack(B @ phi, n, d)
-    point = analyze_point(a, W, teacher, act, label=label)
+    point = analyze_point(a, W, teacher, act, label=label, signature=signature)
     if not np.isfinite(point.loss) or point.grad_norm > 1e3 * tol:
         raise SymmetricFlowError(f"{label or 'symmetric flow'}: no critical point reached "
                                  f"(gradient norm {point.grad_norm:.1e})")
@@ -278,12 +281,14 @@ def _block_groups(sizes) -> tuple:
 
 
 def symmetric_points(k: int, n: int, activation: str | Activation = "relu",
-                     types: str = "all") -> dict:
+                     types: str = "all", signature: bool = True) -> dict:
     """The relaxed CA point of every group-size type of k teacher neurons into n groups,
     and the perturbed copy, for Teacher.orthonormal(k).
 
     ``types="optimum"`` keeps, of the relaxed CA points, only the relaxed CA optimum
     (sizes k - n + 1, 1, ..., 1): at large k the partitions into n parts are too many.
+    ``signature=False`` leaves out the Hessian eigenvalues of every point (see
+    :func:`symmetric_flow`).
 
     Returns
     -------
@@ -303,13 +308,15 @@ def symmetric_points(k: int, n: int, activation: str | Activation = "relu",
     for sizes in every:
         sizes = tuple(sorted(sizes, reverse=True))
         try:
-            point = relaxed_copy_average(_block_groups(sizes), teacher, activation)
+            point = relaxed_copy_average(_block_groups(sizes), teacher, activation,
+                                         signature=signature)
         except SymmetricFlowError:
             continue
         points[point.label] = point
     if n < k:
         try:
-            points["perturbed copy"] = symmetric_perturbed_copy(n, teacher, activation)
+            points["perturbed copy"] = symmetric_perturbed_copy(n, teacher, activation,
+                                                                signature=signature)
         except SymmetricFlowError:
             pass
     return points
