@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import shutil
 import sys
@@ -113,9 +114,19 @@ def read_page(path: Path):
     )
 
 
-def execute(page: str):
-    """Execute one page in its own directory; returns (page, notebook, seconds, error)."""
+def execute(page: str, blas_threads: int | None = None):
+    """Execute one page in its own directory; returns (page, notebook, seconds, error).
+
+    ``blas_threads`` caps the BLAS threads of the page's kernel (it inherits this
+    process's environment): with two pages at a time, two-threaded BLAS in each would
+    oversubscribe the two cores. Worker processes that pages start for their flows
+    already use one thread each (joblib).
+    """
     from jupyter_cache.executors.utils import single_nb_execution
+
+    if blas_threads is not None:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(blas_threads)
 
     path = ROOT / f"{page}.md"
     nb = read_page(path)
@@ -170,7 +181,8 @@ def main(argv=None) -> int:
     bar = tqdm(total=len(todo), unit="page", desc="pages")
     with bar, ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for batch in (first, last):
-            running = {pool.submit(execute, p) for p in batch}
+            threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+            running = {pool.submit(execute, p, threads) for p in batch}
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
