@@ -186,3 +186,16 @@ def test_points_without_signature_are_the_same_points():
         assert q.loss == p.loss and q.grad_norm == p.grad_norm
         assert p.n_negative is not None and p.eigenvalues.size == p.a.size * 8
         assert q.n_negative is None and q.kind == "not computed" and q.eigenvalues.size == 0
+
+
+def test_classes_in_worker_processes_are_the_same():
+    from copyaverage.symmetric import symmetric_classes
+    from copyaverage.sweep import RunSpec
+
+    specs = [RunSpec("relu", 4, n, seed) for n in (2, 3) for seed in (0, 1)]
+    results = [run(s) for s in specs]
+    one = symmetric_classes(specs, results, "relu")
+    assert all(c is not None for c in one)
+    assert symmetric_classes(specs, results, "relu", n_jobs=2) == one
+    with pytest.raises(ValueError, match="n_jobs must be an integer >= 1"):
+        symmetric_classes(specs, results, "relu", n_jobs=0)

@@ -382,13 +382,14 @@ def match_symmetric(a, W, teacher: Teacher, activation: str | Activation, points
 
 
 def symmetric_classes(specs, results, activation: str | Activation = "relu",
-                      types: str = "all", points: dict | None = None) -> list:
+                      types: str = "all", points: dict | None = None,
+                      n_jobs: int = 1) -> list:
     """The symmetric class of each converged end point of a grid of runs (the C5b test).
 
     ``types``: as for :func:`symmetric_points` ("optimum": an end point at another relaxed
     CA point counts as "neither"). ``points``: optional dict (k, n) -> the
     :func:`symmetric_points` of that cell, computed already (missing cells are computed
-    and added to it).
+    and added to it, ``n_jobs`` cells at a time in worker processes).
 
     Parameters
     ----------
@@ -406,15 +407,22 @@ def symmetric_classes(specs, results, activation: str | Activation = "relu",
         "other relaxed CA" (other group sizes), "perturbed copy", or "neither"
         (:func:`match_symmetric` against :func:`symmetric_points` of the run's cell).
     """
+    from joblib import Parallel, delayed
+
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be an integer >= 1, got {n_jobs!r}")
     points = {} if points is None else points
+    specs, results = list(specs), list(results)
+    missing = sorted({(s.k, s.n) for s, r in zip(specs, results) if r.converged} - set(points))
+    found = Parallel(n_jobs=n_jobs)(delayed(symmetric_points)(k, n, activation, types)
+                                    for k, n in missing)
+    points.update(zip(missing, found))
     out = []
     for spec, result in zip(specs, results):
         if not result.converged:
             out.append(None)
             continue
         cell = (spec.k, spec.n)
-        if cell not in points:
-            points[cell] = symmetric_points(spec.k, spec.n, activation, types)
         found = match_symmetric(result.a, result.W, spec.teacher(), activation,
                                 points[cell])["label"]
         optimum = _optimum_label(spec.k, spec.n)
