@@ -16,12 +16,15 @@ When is a page executed again?
     randomly chosen committed runs that the pages make.
 
 Order
-    Pages run two at a time (each may itself run two worker processes for its flows),
-    slowest first according to the last recorded execution times, in the order of
-    ``_toc.yml`` when none are recorded. The pages in :data:`RUN_LAST` read what the
-    experiment chapters compute (through the library's result store) and start only after
-    all the others have finished, so that they load those results instead of computing
-    them first.
+    First the runs several pages share (:func:`copyaverage.experiments.book_grids`) are
+    computed into the library's result store, two at a time (pages running at the same
+    time would otherwise both compute them). Then pages run two at a time (each may
+    itself run two worker processes for its flows), slowest first according to the last
+    recorded execution times (without any, the pages in :data:`SLOW_FIRST` first, then
+    the order of ``_toc.yml``). The pages in :data:`RUN_LAST` read what the experiment
+    chapters compute (through the library's result store) and start only after all the
+    others have finished, so that they load those results instead of computing them
+    first.
 
 A page that fails is not cached; the script prints its traceback and exits with status 1
 after the other pages have run.
@@ -52,6 +55,9 @@ CACHE = ROOT / "_build" / ".jupyter_cache"
 STAMP = CACHE / "copyaverage-inputs.json"
 #: Pages that load what the other pages compute; they start after all the others.
 RUN_LAST = ("book/claims",)
+#: Without recorded times (a clean clone), these pages start first, slowest first (cold
+#: fresh-clone times on 2026-12-02: about 360, 240, 220 and 210 s).
+SLOW_FIRST = ("book/distillation", "book/gradient_flow_relu", "book/basins", "book/pruning")
 #: Per cell, as in ``_config.yml`` (``execute.timeout``).
 TIMEOUT = 1800
 #: What the pages read besides their own code (directories are read recursively).
@@ -82,7 +88,10 @@ def inputs_digest() -> str:
     files = []
     for name in INPUTS:
         path = ROOT / name
-        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            files.append(path)
     files += sorted((ROOT / "book").glob("*.json"))
     for f in files:
         if "__pycache__" in f.parts:
@@ -171,13 +180,25 @@ def main(argv=None) -> int:
         except KeyError:
             todo.append(page)
     first = [p for p in todo if p not in RUN_LAST]
-    first.sort(key=lambda p: -seconds.get(p, 0.0))  # stable: toc order if none recorded
+    known = seconds or {p: len(SLOW_FIRST) - i for i, p in enumerate(SLOW_FIRST)}
+    first.sort(key=lambda p: -known.get(p, 0.0))  # stable: toc order for the rest
     last = [p for p in todo if p in RUN_LAST]
     print(f"execute_pages: {len(pages) - len(todo)} of {len(pages)} pages cached, "
           f"running {len(todo)} with {args.jobs} at a time", flush=True)
 
-    failed = {}
     start = time.perf_counter()
+    if todo:
+        # the grids several pages share, computed once (loaded where stored already)
+        from copyaverage.experiments import book_grids
+        from copyaverage.sweep import sweep
+
+        specs = book_grids()
+        print(f"execute_pages: the shared grids ({len(specs)} runs, through the store)",
+              flush=True)
+        sweep(specs, n_jobs=args.jobs, progress=True)
+        print(f"execute_pages: grids ready at {time.perf_counter() - start:.0f} s",
+              flush=True)
+    failed = {}
     bar = tqdm(total=len(todo), unit="page", desc="pages")
     with bar, ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for batch in (first, last):

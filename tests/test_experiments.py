@@ -326,3 +326,15 @@ def test_weights_are_compared_only_where_the_end_point_determines_them():
     # finite samples: P = n (d + 1) = 5 * 10 = 50 parameters
     assert not _weights_determined(RunSpec("erf", 8, 5, 0, samples=50))
     assert _weights_determined(RunSpec("erf", 8, 5, 0, samples=51))
+
+
+def test_book_grids_are_the_pages_grids():
+    from copyaverage.experiments import book_grids, erf_grid
+
+    specs = book_grids()
+    assert len(specs) == 1320 + 900 + 280 and len(set(specs)) == len(specs)
+    shared = set(specs)
+    for used in (erf_grid(k_values=range(2, 13), seeds=range(20)),
+                 erf_grid(k_values=range(2, 11), seeds=range(20), activation="relu"),
+                 erf_grid(k_values=(6, 10), seeds=range(20), init="glorot")):
+        assert set(used) <= shared

@@ -57,6 +57,7 @@ __all__ = [
     "K50_DIR",
     "K50_GAUSSIAN_DIR",
     "erf_grid",
+    "book_grids",
     "summarize",
     "run_grid",
     "k50_specs",
@@ -151,6 +152,18 @@ LOSS_ATOL = 1e-10
 def erf_grid(k_values=range(2, 13), seeds=range(20), init="gaussian", activation="erf"):
     """Every (k, n) with 1 <= n < k for the given k, as RunSpecs (std 0.1 for "gaussian")."""
     return [s for k in k_values for s in grid(activation, k, range(1, k), list(seeds), init)]
+
+
+def book_grids():
+    """The runs that several pages of the book share, as RunSpecs: erf, k = 2..12, and
+    ReLU, k = 2..10 (std-0.1 Gaussian starts), and erf with Glorot starts for k = 6 and
+    10; every 1 <= n < k, seeds 0-19.
+
+    ``scripts/execute_pages.py`` runs them into the result store before it executes the
+    pages, so that two pages running at the same time do not both compute them.
+    """
+    return (erf_grid(range(2, 13)) + erf_grid(range(2, 11), activation="relu")
+            + erf_grid((6, 10), init="glorot"))
 
 
 #: The summary label of a converged finite-sample run. Its class is that of the population
