@@ -8,9 +8,9 @@ When is a page executed again?
     jupyter-cache keys an executed page by its code cells alone, so it would not notice a
     change in the library or in the committed results the pages read. This script
     therefore keeps a second key next to the cache, the SHA-256 of everything else a page
-    reads (:func:`inputs_digest`: ``lib/``, ``results/``, ``benchmarks/results/``,
-    ``book/*.json``, ``pyproject.toml``, the Python version and every installed package's
-    version). When it differs from the key stored with the cache, the whole cache is
+    reads (:func:`inputs_digest`: the code of ``lib/`` without docstrings and comments,
+    ``results/``, ``benchmarks/results/``, ``book/*.json``, ``pyproject.toml``, the
+    Python version and every installed package's version). When it differs from the key stored with the cache, the whole cache is
     dropped and every page runs again; otherwise only pages whose code changed run. A
     clean clone (as in CI) has no cache, so every page runs, including the re-runs of
     randomly chosen committed runs that the pages make.
@@ -93,10 +93,15 @@ def inputs_digest() -> str:
         else:
             files.append(path)
     files += sorted((ROOT / "book").glob("*.json"))
+    from copyaverage.store import _without_docstrings
+
     for f in files:
         if "__pycache__" in f.parts:
             continue
-        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+        # the library's code without docstrings and comments, as the result store hashes
+        # it: editing documentation re-executes no page (the API page is not executed)
+        data = _without_docstrings(f) if f.suffix == ".py" else f.read_bytes()
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + data + b"\0")
     h.update(platform.python_version().encode())
     versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())
     h.update("\n".join(versions).encode())

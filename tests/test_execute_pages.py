@@ -48,3 +48,18 @@ def test_bad_jobs_is_rejected(ep, capsys):
     with pytest.raises(SystemExit) as exit_:
         ep.main(["--jobs", "0"])
     assert exit_.value.code == 2 and "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_a_docstring_edit_does_not_change_the_digest(ep, tmp_path, monkeypatch):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    module = lib / "m.py"
+    module.write_text('def f():\n    """Old words."""\n    return 1\n')
+    monkeypatch.setattr(ep, "ROOT", tmp_path)
+    monkeypatch.setattr(ep, "INPUTS", ("lib",))
+    (tmp_path / "book").mkdir()
+    before = ep.inputs_digest()
+    module.write_text('def f():\n    """New words."""\n    return 1  # a comment\n')
+    assert ep.inputs_digest() == before
+    module.write_text('def f():\n    """New words."""\n    return 2\n')
+    assert ep.inputs_digest() != before
