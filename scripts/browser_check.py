@@ -6,7 +6,8 @@ For each page: every image has loaded (naturalWidth > 0); the math was typeset b
 MathJax with no error; no output block shows a traceback or stderr; no code block,
 display equation or table is wider than the text column (at a 1280 px wide window;
 what sits in a collapsed dropdown is not measured); the browser logged no console
-error and no page error. A full-page screenshot goes to
+error and no page error; an interactive explorer (Bokeh) redraws when its controls are
+moved. A full-page screenshot goes to
 _build/screenshots/. The page is served on 127.0.0.1; every request to another host is
 refused, except MathJax, which is served from a local copy (DIR holds MathJax 3's es5/
 folder) at the address the book asks for, because these machines reach no CDN.
@@ -88,6 +89,41 @@ def _route(mathjax: Path, base: str):
     return handle
 
 
+# An explorer (copyaverage.explorer) is driven like a reader would: change k and n, the
+# seed and the activation; after each change the sentence above its figures and the data
+# they show must change. Returns the problems found.
+EXPLORE = """async () => {
+  const docs = (window.Bokeh && Bokeh.documents) || [];
+  const doc = docs.find(d => d.get_model_by_name('info'));
+  if (!doc) return null;
+  const m = name => doc.get_model_by_name(name);
+  const pause = () => new Promise(r => setTimeout(r, 300));
+  const state = () => JSON.stringify([m('info').text, m('points').data.seed,
+                                      m('points').data.loss, m('cosines').data.u]);
+  const problems = [];
+  for (let i = 0; i < 20 && !m('info').text; i++) await pause();
+  if (!m('info').text) problems.push('the explorer drew nothing');
+  const steps = [
+    ['k and n', () => { const o = m('k').options; m('k').value = o[o.length - 1];
+                        m('n').value = '1'; }],
+    ['seed', () => { m('seed').value = m('seed').end; }],
+    ['activation', () => { const o = m('activation').options;
+                           m('activation').value = o.find(x => x !== m('activation').value); }],
+  ];
+  for (const [what, act] of steps) {
+    const before = state();
+    act();
+    await pause();
+    if (state() === before) problems.push('changing ' + what + ' changed nothing');
+    if (m('points').data.seed.length === 0) problems.push('no runs shown after changing ' + what);
+  }
+  const k = parseInt(m('k').value), n = parseInt(m('n').value);
+  if (m('cosines').data.u.length !== n * k)
+    problems.push('cosines: ' + m('cosines').data.u.length + ' cells for n x k = ' + n * k);
+  return problems;
+}"""
+
+
 def check_page(page, url: str, shot: Path) -> list[str]:
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
@@ -111,9 +147,13 @@ def check_page(page, url: str, shot: Path) -> list[str]:
                       ("wideTables", "tables wider than the text column")]:
         if state[key]:
             problems.append(f"{len(state[key])} {what}: {state[key][:3]}")
+    explorer = page.evaluate(EXPLORE)
+    if explorer:
+        problems += [f"explorer: {p}" for p in explorer]
     page.screenshot(path=str(shot), full_page=True)
     print(f"  {url.rsplit('/', 1)[-1]:<28} images {state['images']:>2}  "
           f"math {state['mathRendered']:>4}/{state['mathSource']:<4} "
+          f"{'explorer ' if explorer is not None else ''}"
           f"{'OK' if not problems else 'FAILED'}")
     return problems
 
