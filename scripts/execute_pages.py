@@ -10,7 +10,8 @@ When is a page executed again?
     therefore keeps a second key next to the cache, the SHA-256 of everything else a page
     reads (:func:`inputs_digest`: the code of ``lib/`` without docstrings and comments,
     ``results/``, ``benchmarks/results/``, ``book/*.json``, ``pyproject.toml``, the
-    Python version and every installed package's version). When it differs from the key stored with the cache, the whole cache is
+    Python version and the installed version of every package the project declares,
+    :func:`page_packages`). When it differs from the key stored with the cache, the whole cache is
     dropped and every page runs again; otherwise only pages whose code changed run. A
     clean clone (as in CI) has no cache, so every page runs, including the re-runs of
     randomly chosen committed runs that the pages make.
@@ -103,9 +104,28 @@ def inputs_digest() -> str:
         data = _without_docstrings(f) if f.suffix == ".py" else f.read_bytes()
         h.update(str(f.relative_to(ROOT)).encode() + b"\0" + data + b"\0")
     h.update(platform.python_version().encode())
-    versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())
-    h.update("\n".join(versions).encode())
+    h.update("\n".join(f"{name}=={v}" for name, v in page_packages().items()).encode())
     return h.hexdigest()
+
+
+def page_packages(pyproject: Path = ROOT / "pyproject.toml") -> dict:
+    """Installed version of each package the library and the book declare (the project's
+    dependencies and its ``book`` extra), by normalized name; None if not installed.
+
+    Not every installed package: installing the ``browser`` extra for ``make test-book``
+    must not make the next build execute every page again.
+    """
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads(pyproject.read_text())["project"]
+    declared = project.get("dependencies", []) + project.get(
+        "optional-dependencies", {}).get("book", [])
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions()}
+    names = sorted({canonicalize_name(Requirement(r).name) for r in declared})
+    return {name: installed.get(name) for name in names}
 
 
 def write_stamp(digest: str, seconds: dict) -> None:

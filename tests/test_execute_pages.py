@@ -63,3 +63,10 @@ def test_a_docstring_edit_does_not_change_the_digest(ep, tmp_path, monkeypatch):
     assert ep.inputs_digest() == before
     module.write_text('def f():\n    """New words."""\n    return 2\n')
     assert ep.inputs_digest() != before
+
+
+def test_declared_packages_only(ep):
+    packages = ep.page_packages()
+    for name in ("numpy", "scipy", "autograd", "jupyter-book", "bokeh"):
+        assert packages[name] is not None
+    assert "playwright" not in packages and "pytest" not in packages
