@@ -76,6 +76,7 @@ __all__ = [
     "OTHER",
     "LABELS",
     "DEFAULT_THRESHOLDS",
+    "signed_cosines",
     "Classification",
     "classify",
     "ca_optimum_loss",
@@ -149,6 +150,14 @@ def _check_unit_orthonormal(teacher: Teacher):
                          "(orthonormal v_j and every a*_j = 1)")
 
 
+def signed_cosines(a, W, teacher: Teacher) -> np.ndarray:
+    """sign(a_i) w_i . v_j / norm(w_i), shape (n, k): positive when student neuron i adds
+    teacher neuron j to its output (0 for a neuron with w_i = 0)."""
+    a, W = np.asarray(a, dtype=float), np.asarray(W, dtype=float)
+    norms = np.linalg.norm(W, axis=1)
+    return np.sign(a)[:, None] * ((W @ teacher.V.T) / np.where(norms > 0, norms, 1.0)[:, None])
+
+
 def ca_optimum_loss(n: int, teacher: Teacher, activation: str | Activation) -> float:
     """Loss of the CA configuration with n - 1 copies and one average of k - n + 1.
 
@@ -207,8 +216,7 @@ def classify(a, W, teacher: Teacher, activation: str | Activation, *,
 
     norms = np.linalg.norm(W, axis=1)
     U = (W @ teacher.V.T) / np.where(norms > 0, norms, 1.0)[:, None]
-    # signed cosines: sign(a_i) u_ij > 0 when neuron i adds teacher neuron j to its output
-    S = np.sign(a)[:, None] * U
+    S = signed_cosines(a, W, teacher)
     copy_cos = S.max(axis=1)
     best_teacher = S.argmax(axis=1)
     alive = bool(np.all(norms > 0) and np.all(a != 0))

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classify import CA_OPTIMUM, OTHER, OTHER_CA, PERTURBED_COPY
+from .classify import (CA_OPTIMUM, NOT_CONVERGED, OTHER, OTHER_CA, PERTURBED_COPY,
+                       signed_cosines)
 
 __all__ = ["explorer_data", "explorer_html", "EXPLORER_COLORS", "OTHER_COLOR", "INIT_NAMES",
            "DECIMALS"]
@@ -47,7 +48,7 @@ def explorer_data(specs, results, table) -> dict:
         ``activation``, ``init``, ``k``, ``n``, ``seed``, ``label``, ``loss``,
         ``converged`` and ``cosines``: the n x k matrix of signed cosines
         sign(a_i) w_i . v_j / norm(w_i) of the end point, row by row (as in
-        :func:`copyaverage.classify.classify`; 0 for a neuron with w_i = 0), rounded to
+        :func:`copyaverage.classify.signed_cosines`, 0 for a neuron with w_i = 0), rounded to
         :data:`DECIMALS` decimals.
     """
     specs, results = list(specs), list(results)
@@ -63,10 +64,7 @@ def explorer_data(specs, results, table) -> dict:
         if (row.k, row.n, row.seed) != (spec.k, spec.n, spec.seed):
             raise ValueError(f"table row {(row.k, row.n, row.seed)} is not the run "
                              f"{(spec.k, spec.n, spec.seed)}")
-        a, W = np.asarray(result.a, dtype=float), np.asarray(result.W, dtype=float)
-        norms = np.linalg.norm(W, axis=1)
-        u = np.sign(a)[:, None] * (W @ spec.teacher().V.T)
-        u /= np.where(norms > 0, norms, 1.0)[:, None]
+        u = signed_cosines(result.a, result.W, spec.teacher())
         out["activation"].append(spec.activation)
         out["init"].append(spec.init)
         out["k"].append(int(spec.k))
@@ -104,7 +102,7 @@ const counts = {};
 for (let i = 0; i < R.k.length; i++) {
   if (R.activation[i] !== act || R.init[i] !== init || R.k[i] !== k || R.n[i] !== n) continue;
   P.seed.push(R.seed[i]); P.loss.push(R.loss[i]);
-  const lab = R.converged[i] ? R.label[i] : "not converged";
+  const lab = R.converged[i] ? R.label[i] : not_converged;
   P.label.push(lab); P.color.push(colors[lab] || other_color);
   P.size.push(R.seed[i] === seed ? 16 : 9);
   counts[lab] = (counts[lab] || 0) + 1;
@@ -133,7 +131,7 @@ const parts = Object.keys(counts).sort().map(l => counts[l] + " " + l);
 const title = act + ", " + init_names[init] + ", k = " + k + ", n = " + n;
 info.text = "<b>" + title + "</b>: " + P.seed.length + " runs (" + parts.join(", ") + ")."
   + (chosen >= 0 ? " Seed " + seed + ": loss " + R.loss[chosen].toExponential(3)
-     + ", " + (R.converged[chosen] ? R.label[chosen] : "not converged") + "." : "")
+     + ", " + (R.converged[chosen] ? R.label[chosen] : not_converged) + "." : "")
   + (trans.visible ? "" : " Exact curves: erf only, k >= 3.");
 """
 
@@ -191,7 +189,7 @@ def explorer_html(data: dict, exact: dict | None = None, *, width: int = 680) ->
     first = [i for i in range(len(data["k"]))
              if (data["activation"][i], data["init"][i], data["k"][i], data["n"][i])
              == (act0, init0, k0, n0)]
-    labels = [data["label"][i] if data["converged"][i] else "not converged" for i in first]
+    labels = [data["label"][i] if data["converged"][i] else NOT_CONVERGED for i in first]
     runs = ColumnDataSource(data)
     pts = ColumnDataSource(dict(seed=[data["seed"][i] for i in first],
                                 loss=[data["loss"][i] for i in first], label=labels,
@@ -260,6 +258,7 @@ def explorer_html(data: dict, exact: dict | None = None, *, width: int = 680) ->
                 act_select=act_select, init_select=init_select, k_select=k_select,
                 n_select=n_select, seed_slider=seed_slider, info=info, valid_k=valid_k,
                 exact=exact_cols, colors=EXPLORER_COLORS, other_color=OTHER_COLOR,
+                not_converged=NOT_CONVERGED,
                 init_names=INIT_NAMES)
     callback = CustomJS(args=args, code=_CALLBACK)
     for widget in (act_select, init_select, k_select, n_select):
