@@ -171,6 +171,28 @@ def execute(page: str, blas_threads: int | None = None):
     return page, nb, result.time, error
 
 
+def pack_matches(specs) -> bool:
+    """Whether the committed pack of the grids (``copyaverage seed`` reads it on Binder)
+    holds every run of ``specs`` and agrees with what this build computed or loaded;
+    prints what differs otherwise."""
+    from copyaverage.pack import compare_with_store, pack_dir
+
+    try:
+        check = compare_with_store(pack_dir(), specs)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"execute_pages: {exc}", file=sys.stderr)
+        return False
+    bad = check[~check.agrees]
+    if len(check) == len(specs) and bad.empty:
+        print(f"execute_pages: all {len(check)} runs agree with {pack_dir()}", flush=True)
+        return True
+    print(f"execute_pages: the pack {pack_dir()} is out of date: {len(bad)} of {len(check)} "
+          f"runs differ or are missing (first: {bad.head(3).to_dict('records')}), "
+          f"{len(specs) - len(check)} not in the store; write it again with "
+          f"`copyaverage pack` and commit it", file=sys.stderr)
+    return False
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="pages run at once (>= 1)")
@@ -178,6 +200,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    from copyaverage.experiments import QUICK_ENV, quick_checks
+
+    try:
+        quick = quick_checks()
+    except ValueError as exc:
+        parser.error(str(exc))
+    if quick:
+        parser.error(f"{QUICK_ENV}=1 (quick re-runs, for Binder) is set: the book build re-runs "
+                     f"the full samples of the committed experiments; unset {QUICK_ENV}")
 
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -223,6 +254,8 @@ def main(argv=None) -> int:
         sweep(specs, n_jobs=args.jobs, progress=True)
         print(f"execute_pages: grids ready at {time.perf_counter() - start:.0f} s",
               flush=True)
+        if not pack_matches(specs):
+            return 1
     failed = {}
     bar = tqdm(total=len(todo), unit="page", desc="pages")
     with bar, ProcessPoolExecutor(max_workers=args.jobs) as pool:

@@ -9,7 +9,10 @@ Installed as a console script (``[project.scripts]`` in ``pyproject.toml``);
     the result store: where it is, its code hash; remove other code versions;
 ``recompute``, ``verify``
     a committed experiment (:data:`copyaverage.experiments.EXPERIMENTS`): run all of it
-    again and write its files, or re-run a random sample and compare.
+    again and write its files, or re-run a random sample and compare;
+``pack``, ``seed``
+    the pack of the book's shared grids (:mod:`copyaverage.pack`): write it; fill the
+    result store from it after re-running a sample.
 
 Every option is checked before anything is computed: a bad value ends the command with
 argparse's ``error:`` message and exit status 2. Exit statuses: 0 success; 1 a sweep
@@ -188,6 +191,7 @@ examples:
   copyaverage prune --dry-run                           # what prune would remove
   copyaverage verify erf_k50 --runs 5                   # re-run 5 committed k = 50 runs
   copyaverage recompute erf_k50 --jobs 2                # all 980 runs (about 26 min, 2 cores)
+  copyaverage seed                                      # the book's grids into the store
 
 exit status: 0 success; 1 runs that did not converge, or a verification that found a
 difference; 2 a usage error (nothing was computed); 130 Ctrl-C; 143 SIGTERM.
@@ -331,7 +335,47 @@ def _parser() -> argparse.ArgumentParser:
                    help="seed of the random choice of runs (default: a fresh choice)")
     v.add_argument("--atol", type=_positive_float, default=1e-7,
                    help="largest allowed difference of any weight (default 1e-7)")
-    p.subcommands = {"sweep": s, "info": i, "prune": r, "recompute": c, "verify": v}
+    k = sub.add_parser("pack", formatter_class=_Formatter,
+                       help="write the pack of the book's shared grids (results/book_grids)",
+                       description=_text("Run (through the result store) or load the runs that "
+                                         "the book's pages share (erf k = 2..12, ReLU k = 2..10, "
+                                         "erf Glorot k = 6, 10; 2,500 runs) and write them to "
+                                         "pack.npz and meta.json, which 'copyaverage seed' "
+                                         "reads. make book fails when the pack differs from "
+                                         "what the build computed; this command refreshes it."),
+                       epilog="example:\n  copyaverage pack --jobs 2")
+    k.add_argument("--out", type=_directory, default=None, metavar="DIR",
+                   help="output directory (default: results/book_grids of the checkout)")
+    k.add_argument("--jobs", type=_jobs, default=2,
+                   help="parallel workers, >= 1, or -1 for all cores (default 2)")
+    k.add_argument("--store", type=_store_arg, default=None, metavar="DIR",
+                   help="store directory (default: $COPYAVERAGE_STORE or <repo>/.cache/store)")
+    k.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("seed", formatter_class=_Formatter,
+                       help="fill the result store from the pack, after re-running a sample",
+                       description=_text("Put the packed runs of the book's shared grids into "
+                                         "the result store of this code version, so that the "
+                                         "pages load them instead of computing them (minutes "
+                                         "on one or two cores). First a random sample of "
+                                         "--runs packed runs is re-run; unless every re-run "
+                                         "agrees with its packed result (same stop, loss and "
+                                         "function to 1e-10, weights to 1e-7), nothing is "
+                                         "written. Binder's postBuild runs this."),
+                       epilog="examples:\n  copyaverage seed\n  copyaverage seed --runs 20"
+                              "\n\nexit status: 0 seeded (or nothing was missing); 1 the "
+                              "sample disagreed, nothing seeded; 2 a usage error.")
+    e.add_argument("--pack", type=_directory, default=None, metavar="DIR",
+                   help="directory holding pack.npz and meta.json (default: results/book_grids "
+                        "of the checkout)")
+    e.add_argument("--runs", type=_count, default=6,
+                   help="how many packed runs to re-run first (default 6)")
+    e.add_argument("--seed", type=_seed, default=None,
+                   help="seed of the random choice of runs (default: a fresh choice)")
+    e.add_argument("--store", type=_store_arg, default=None, metavar="DIR",
+                   help="store directory (default: $COPYAVERAGE_STORE or <repo>/.cache/store)")
+    p.subcommands = {"sweep": s, "info": i, "prune": r, "recompute": c, "verify": v,
+                     "pack": k, "seed": e}
     return p
 
 
@@ -497,6 +541,48 @@ def _verify(args, parser) -> int:
     return EXIT_FAILED_RUNS if bad else 0
 
 
+def _pack_dir(args, parser, option: str) -> Path:
+    from .pack import pack_dir
+
+    given = getattr(args, option)
+    if given is not None:
+        return given
+    try:
+        return pack_dir()
+    except FileNotFoundError as exc:
+        parser.error(f"{exc} with --{option} DIR")
+
+
+def _pack(args, parser, argv) -> int:
+    from .pack import write_pack
+
+    out = _pack_dir(args, parser, "out")
+    command = "copyaverage " + " ".join(shlex.quote(a) for a in argv)
+    meta = write_pack(out, n_jobs=args.jobs, store=args.store, progress=not args.no_progress,
+                      command=command)
+    print(f"wrote {meta['runs']} runs to {out} ({meta['elapsed_seconds']:.0f} s, code "
+          f"{meta['lib_hash'][:16]})")
+    return 0
+
+
+def _seed_store(args, parser) -> int:
+    from .pack import seed_store
+
+    path = _pack_dir(args, parser, "pack")
+    try:
+        report = seed_store(path, store=args.store, m=args.runs, seed=args.seed)
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
+    if len(report["sample"]):
+        print(report["sample"].to_string(index=False))
+    if report["reason"]:
+        print(f"nothing seeded: {report['reason']}")
+        return EXIT_FAILED_RUNS
+    print(f"seeded {report['seeded']} runs from {path} (pack of code {report['pack_code']}); "
+          f"{report['already']} were in the store already")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``copyaverage`` command line; return its exit status.
 
@@ -532,4 +618,8 @@ def _dispatch(args, parser, argv) -> int:
         return _sweep(args, parser.subcommands["sweep"])
     if args.command == "recompute":
         return _recompute(args, parser.subcommands["recompute"], argv)
+    if args.command == "pack":
+        return _pack(args, parser.subcommands["pack"], argv)
+    if args.command == "seed":
+        return _seed_store(args, parser.subcommands["seed"])
     return _verify(args, parser.subcommands["verify"])
