@@ -70,3 +70,10 @@ def test_declared_packages_only(ep):
     for name in ("numpy", "scipy", "autograd", "jupyter-book", "bokeh"):
         assert packages[name] is not None
     assert "playwright" not in packages and "pytest" not in packages
+
+
+def test_quick_mode_is_refused(ep, capsys, monkeypatch):
+    monkeypatch.setenv("COPYAVERAGE_QUICK", "1")
+    with pytest.raises(SystemExit) as exc:
+        ep.main(["--jobs", "1"])
+    assert exc.value.code == 2 and "re-runs the full samples" in capsys.readouterr().err

@@ -338,3 +338,34 @@ def test_book_grids_are_the_pages_grids():
                  erf_grid(k_values=range(2, 11), seeds=range(20), activation="relu"),
                  erf_grid(k_values=(6, 10), seeds=range(20), init="glorot")):
         assert set(used) <= shared
+
+
+def test_quick_mode_re_runs_at_most_one_fast_run_and_spot_check_fails_a_mismatch(
+        small, tmp_path, monkeypatch, capsys):
+    from copyaverage.experiments import QUICK_ENV, QUICK_SECONDS, quick_checks, spot_check
+
+    out, specs, results = small
+    assert len(spot_check(out, m=4, seed=0)) == 4  # full mode: m re-runs, all matching
+    monkeypatch.setenv(QUICK_ENV, "1")
+    assert quick_checks()
+    check = spot_check(out, m=4, seed=0)
+    assert len(check) == 1 and check.matches.all()
+    assert "re-ran 1 of the 4 runs" in capsys.readouterr().out
+    # no run as fast as asked: an empty table in quick mode, an error in full mode
+    table = pd.read_csv(out / "summary.csv")
+    assert float(table.time.min()) <= QUICK_SECONDS
+    assert spot_check(out, m=3, max_seconds=1e-9).empty
+    monkeypatch.setenv(QUICK_ENV, "0")
+    with pytest.raises(ValueError, match="<= 1e-09 s"):
+        spot_check(out, m=3, max_seconds=1e-9)
+    # a tampered end point fails the spot check
+    with np.load(out / "endpoints.npz") as z:
+        arrays = {name: z[name] + (1e-6 if name.startswith("W_") else 0) for name in z.files}
+    for name in ("summary.csv", "meta.json"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    np.savez_compressed(tmp_path / "endpoints.npz", **arrays)
+    with pytest.raises(AssertionError):
+        spot_check(tmp_path, m=2, seed=0)
+    monkeypatch.setenv(QUICK_ENV, "yes")
+    with pytest.raises(ValueError, match="must be 1"):
+        quick_checks()

@@ -65,6 +65,10 @@ __all__ = [
     "provenance",
     "load_endpoints",
     "verify_sample",
+    "spot_check",
+    "quick_checks",
+    "QUICK_ENV",
+    "QUICK_SECONDS",
     "relabel",
     "first_from",
     "transition_edges",
@@ -142,6 +146,31 @@ def __getattr__(name: str):
     if name == "K50_GAUSSIAN_DIR":
         return committed_results_dir("erf_k50_gaussian")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+#: The environment variable that makes the pages' re-runs quick (:func:`quick_checks`).
+QUICK_ENV = "COPYAVERAGE_QUICK"
+#: In quick mode a spot check re-runs at most one run, among those that took at most this
+#: many seconds when they were committed (none if no run was that fast).
+QUICK_SECONDS = 20.0
+
+
+def quick_checks() -> bool:
+    """Whether ``COPYAVERAGE_QUICK=1``: the pages' spot checks of committed experiments
+    (:func:`spot_check`) then re-run at most one run of at most :data:`QUICK_SECONDS`
+    each, so that a page runs in a minute or two on Binder (whose ``start`` script sets
+    it). The book build refuses to run in quick mode: it re-runs every sample in full.
+
+    Raises
+    ------
+    ValueError
+        For a value other than 0, 1 or empty.
+    """
+    value = os.environ.get(QUICK_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{QUICK_ENV} must be 1 (quick re-runs) or 0 / unset (full re-runs), "
+                         f"got {value!r}")
+    return value == "1"
+
 
 #: A Hessian eigenvalue counts as negative below -NEGATIVE_EIGENVALUE * max |eigenvalue|.
 NEGATIVE_EIGENVALUE = 1e-9
@@ -409,6 +438,8 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
     ``max_seconds`` (optional) draws only from runs whose stored wall time (column
     ``time`` of the summary) is at most that many seconds, for experiments whose
     slowest runs would make a build too long; say so wherever the check is reported.
+    In quick mode (:func:`quick_checks`) at most one run of at most :data:`QUICK_SECONDS`
+    is re-run, and the table is empty if there is none.
 
     A re-run ``matches`` when it converged, the stored summary says it converged, its
     network function is the stored one (``function_distance`` E[(f_rerun - f_stored)^2]
@@ -431,6 +462,10 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
     """
     specs, ends, table, _ = load_endpoints(path)
     rng = np.random.default_rng(seed)
+    quick = quick_checks()
+    if quick:
+        m = min(m, 1)
+        max_seconds = QUICK_SECONDS if max_seconds is None else min(max_seconds, QUICK_SECONDS)
     rows = []
     # Runs stored as not converged stopped at a wall-clock limit or a stall: their end
     # points depend on the machine, so the sample is drawn from the converged ones.
@@ -440,6 +475,8 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
             raise ValueError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
         eligible &= table.time.to_numpy(dtype=float) <= max_seconds
     pool = np.flatnonzero(eligible)
+    if pool.size == 0 and quick:
+        return pd.DataFrame(columns=_VERIFY_COLUMNS).astype({"matches": bool})
     if pool.size == 0:
         raise ValueError(f"{path}: no converged run to re-run"
                          + (f" among those that took <= {max_seconds} s" if max_seconds else ""))
@@ -464,7 +501,35 @@ def verify_sample(path, m: int = 5, seed: int | None = None, atol: float = 1e-7,
                          weights_compared=compared, function_distance=fdist,
                          loss_difference=loss_diff, matches=bool(ok),
                          seconds=r.timings["total"]))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=_VERIFY_COLUMNS)
+
+
+_VERIFY_COLUMNS = ["run", "n", "seed", "converged", "stored_converged", "max_weight_difference",
+                   "weights_compared", "function_distance", "loss_difference", "matches",
+                   "seconds"]
+
+
+def spot_check(path, m: int, *, max_seconds: float | None = None, **options) -> pd.DataFrame:
+    """:func:`verify_sample`, then fail unless all ``m`` re-runs match.
+
+    In quick mode (:func:`quick_checks`) it re-runs at most one run of at most
+    :data:`QUICK_SECONDS` (none if no run was that fast), prints how many of the ``m``
+    re-runs of a build it made, and fails only if one of them does not match.
+
+    Raises
+    ------
+    AssertionError
+        With the table of re-runs, if one does not match (or, outside quick mode, fewer
+        than ``m`` were made).
+    """
+    check = verify_sample(path, m=m, max_seconds=max_seconds, **options)
+    if quick_checks():
+        print(f"{QUICK_ENV}=1: re-ran {len(check)} of the {m} runs of {Path(path).name} that "
+              f"a build re-runs")
+    else:
+        assert len(check) == m, check
+    assert check.matches.all(), check
+    return check
 
 
 def relabel(ends, table: pd.DataFrame, k: int, activation: str = "erf", tol: float | None = None,
