@@ -118,3 +118,26 @@ def test_recheck_endpoints_recomputes_the_empirical_loss(small):
     changed = summary.copy()
     changed.loc[3, "loss"] *= 1.001
     assert recheck_endpoints(specs, ends, changed, [2, 3]).matches.tolist() == [True, False]
+
+
+def test_recheck_sgd_tells_round_off_sensitive_runs_from_reproducible_ones():
+    """A k = 8 run at rate 0.1, batch 1 ends elsewhere from a start moved by 1e-12 (only its
+    status is compared); a k = 4 run at batch 64 does not, and must match bit for bit."""
+    from copyaverage.distillation import load_sgd_experiment, recheck_sgd, run_sgd
+    from copyaverage.experiments import committed_results_dir
+
+    runs, table, arrays, _ = load_sgd_experiment(
+        committed_results_dir("erf_samples").with_name("erf_sgd"))
+    names = [(r.k, r.n, r.seed, r.setting) for r in runs]
+    picks = [names.index((8, 6, 0, "sgd_0.1_1")), names.index((4, 3, 10, "sgd_0.1_64"))]
+    check = recheck_sgd(runs, table, arrays, picks)
+    assert check.sensitive.tolist() == [True, False]
+    assert check.sensitivity[0] > 0.1 and check.sensitivity[1] < 1e-12
+    assert check.matches.all() and check.end_difference[1] <= 1e-9
+    # a stored end point that moved fails a reproducible run
+    moved = list(arrays)
+    a, W, *rest = moved[picks[1]]
+    moved[picks[1]] = (a, W + 1e-6, *rest)
+    assert not recheck_sgd(runs, table, moved, picks[1:]).matches.any()
+    with pytest.raises(ValueError, match="nudge"):
+        run_sgd(runs[0], nudge=-1.0)

@@ -51,7 +51,8 @@ from .teacher import Teacher
 
 __all__ = ["SAME_POINT", "class_table", "sample_size_threshold", "write_class_table",
            "load_class_table", "recheck_rows", "recheck_endpoints", "asymptotic_excess", "SGD_SETTINGS", "SGD_CELLS", "SGDRun",
-           "sgd_runs", "run_sgd", "sgd_sweep", "sgd_table", "write_sgd_experiment",
+           "sgd_runs", "run_sgd", "rerun_sgd", "recheck_sgd",
+           "ROUND_OFF_SENSITIVE", "NUDGE", "sgd_sweep", "sgd_table", "write_sgd_experiment",
            "load_sgd_experiment", "specialization_time"]
 
 #: Function-space distance below which two critical points count as the same point.
@@ -321,12 +322,82 @@ def sgd_runs(cells=SGD_CELLS, seeds=range(20), settings=tuple(SGD_SETTINGS)) -> 
     return [SGDRun(k, n, s, name) for k, n in cells for name in settings for s in seeds]
 
 
-def run_sgd(run: SGDRun) -> TrainResult:
-    """Compute one SGD run (no cache)."""
+def run_sgd(run: SGDRun, *, nudge: float = 0.0) -> TrainResult:
+    """Compute one SGD run (no cache).
+
+    ``nudge`` > 0 moves every initial weight by ``nudge`` times a standard normal draw
+    (a generator of its own, seeded with the run's seed), as round-off would: how far
+    that moves the end point tells whether the run can be re-checked bit for bit
+    (:func:`recheck_sgd`)."""
+    if not (np.isfinite(nudge) and nudge >= 0):
+        raise ValueError(f"nudge must be a finite number >= 0, got {nudge!r}")
     T = run.teacher()
     a0, W0 = initialize(run.n, T, "gaussian", run.seed, 0.1)
+    if nudge:
+        rng = np.random.default_rng([run.seed, 2**20])
+        a0 = a0 + nudge * rng.standard_normal(a0.shape)
+        W0 = W0 + nudge * rng.standard_normal(W0.shape)
     return train(a0, W0, T, "erf", data_seed=run.seed,
                  records_per_decade=_RECORDS_PER_DECADE, **SGD_SETTINGS[run.setting])
+
+
+def rerun_sgd(runs, *, nudge: float = 0.0, n_jobs: int = 2) -> list[TrainResult]:
+    """Compute SGD runs again (:func:`run_sgd`, no cache) as :func:`sgd_sweep` computed
+    them: in worker processes with one BLAS thread each."""
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        return Parallel(n_jobs=n_jobs)(delayed(run_sgd)(r, nudge=nudge) for r in runs)
+
+
+#: A run whose end point moves by more than this when every initial weight is moved by
+#: :data:`NUDGE` is *round-off sensitive*: its end point depends on the machine's rounding.
+#: (2026-12-02: re-run on another machine of the same type, each of the 60 runs at rate
+#: 0.1, batch 1, k = 8 ended 2 to 4 away from its stored end point, in the largest weight
+#: difference, and each of the 320 other runs of at most 10 s within 1e-9; a start moved
+#: by 1e-12 moved the ends of two of those 60 by 2.4 and 3.4, of four others by 2e-15.)
+ROUND_OFF_SENSITIVE = 1e-6
+#: The move of the start that :func:`recheck_sgd` makes to measure that.
+NUDGE = 1e-12
+
+
+def recheck_sgd(runs, table: pd.DataFrame, arrays, picks, *, n_jobs: int = 2) -> pd.DataFrame:
+    """Re-run the SGD runs ``picks`` (indices into ``runs``, ``table`` and ``arrays`` of
+    :func:`load_sgd_experiment`) and compare them with what is stored.
+
+    Each is run twice: as stored, and from a start moved by :data:`NUDGE` (``run_sgd(...,
+    nudge=NUDGE)``). If that moves the end point by more than
+    :data:`ROUND_OFF_SENSITIVE`, the run is round-off sensitive: its stored end point
+    depends on the rounding of the machine that computed it, and only its status is
+    compared. Otherwise the end point must equal the stored one to 1e-9 in every weight,
+    and the population class of the last parameters (:func:`sgd_table`) the stored class.
+
+    Returns
+    -------
+    DataFrame
+        One row per pick: ``run``, k, n, seed, setting, ``sensitivity`` (how far the
+        nudged start's end point lies from the re-run's), ``sensitive``,
+        ``end_difference`` (re-run against stored), ``label``, ``stored_label``,
+        ``matches``.
+    """
+    picks = [int(i) for i in picks]
+    chosen = [runs[i] for i in picks]
+    again = rerun_sgd(chosen, n_jobs=n_jobs)
+    nudged = rerun_sgd(chosen, nudge=NUDGE, n_jobs=n_jobs)
+    classes = sgd_table(chosen, again, n_jobs=n_jobs, progress=False)
+    rows = []
+    for i, run, r, q, row in zip(picks, chosen, again, nudged, classes.itertuples()):
+        a, W = arrays[i][:2]
+        sensitivity = float(max(np.max(np.abs(r.a - q.a)), np.max(np.abs(r.W - q.W))))
+        difference = float(max(np.max(np.abs(r.a - a)), np.max(np.abs(r.W - W))))
+        sensitive = not sensitivity <= ROUND_OFF_SENSITIVE
+        same_status = r.status == table.status[i]
+        matches = same_status if sensitive else bool(
+            same_status and difference <= 1e-9 and row.label == table.label[i]
+            and row.same_point == table.same_point[i])
+        rows.append(dict(run=i, k=run.k, n=run.n, seed=run.seed, setting=run.setting,
+                         sensitivity=sensitivity, sensitive=sensitive,
+                         end_difference=difference, label=row.label,
+                         stored_label=table.label[i], matches=matches))
+    return pd.DataFrame(rows)
 
 
 def _to_arrays(r: TrainResult) -> dict:
