@@ -175,7 +175,7 @@ def pack_matches(specs) -> bool:
     """Whether the committed pack of the grids (``copyaverage seed`` reads it on Binder)
     holds every run of ``specs`` and agrees with what this build computed or loaded;
     prints what differs otherwise."""
-    from copyaverage.pack import compare_with_store, pack_dir
+    from copyaverage.grid_pack import compare_with_store, pack_dir
 
     try:
         check = compare_with_store(pack_dir(), specs)

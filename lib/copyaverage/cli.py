@@ -11,7 +11,7 @@ Installed as a console script (``[project.scripts]`` in ``pyproject.toml``);
     a committed experiment (:data:`copyaverage.experiments.EXPERIMENTS`): run all of it
     again and write its files, or re-run a random sample and compare;
 ``pack``, ``seed``
-    the pack of the book's shared grids (:mod:`copyaverage.pack`): write it; fill the
+    the pack of the book's shared grids (:mod:`copyaverage.grid_pack`): write it; fill the
     result store from it after re-running a sample.
 
 Every option is checked before anything is computed: a bad value ends the command with
@@ -542,7 +542,7 @@ def _verify(args, parser) -> int:
 
 
 def _pack_dir(args, parser, option: str) -> Path:
-    from .pack import pack_dir
+    from .grid_pack import pack_dir
 
     given = getattr(args, option)
     if given is not None:
@@ -554,7 +554,7 @@ def _pack_dir(args, parser, option: str) -> Path:
 
 
 def _pack(args, parser, argv) -> int:
-    from .pack import write_pack
+    from .grid_pack import write_pack
 
     out = _pack_dir(args, parser, "out")
     command = "copyaverage " + " ".join(shlex.quote(a) for a in argv)
@@ -566,7 +566,7 @@ def _pack(args, parser, argv) -> int:
 
 
 def _seed_store(args, parser) -> int:
-    from .pack import seed_store
+    from .grid_pack import seed_store
 
     path = _pack_dir(args, parser, "pack")
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from copyaverage.cli import main
 from copyaverage.experiments import book_grids
-from copyaverage.pack import (agree, compare_with_store, pack_dir, read_pack, seed_store,
+from copyaverage.grid_pack import (agree, compare_with_store, pack_dir, read_pack, seed_store,
                               write_pack)
 from copyaverage.store import ResultStore, params_key
 from copyaverage.sweep import grid, sweep
@@ -111,3 +111,10 @@ def test_the_committed_pack_holds_the_book_grids():
     specs = book_grids()
     assert meta["runs"] == len(specs) == len(results)
     assert {params_key(s.params()) for s in specs} == set(results)
+
+
+def test_the_module_does_not_shadow_the_package_function_pack():
+    import copyaverage
+    import copyaverage.grid_pack  # noqa: F401
+
+    assert callable(copyaverage.pack) and copyaverage.pack.__module__ == "copyaverage.loss"
