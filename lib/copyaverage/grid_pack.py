@@ -1,8 +1,9 @@
 """Committed packs of stored runs: the book's shared grids without computing them.
 
-The pages of the book share about 2,500 gradient-flow runs (:func:`copyaverage.experiments.
-book_grids`). The build computes them into the result store; a reader who opens a page on
-Binder (one or two cores, an empty store) would wait minutes for them. A *pack* is one
+The pages of the book share about 2,500 gradient-flow runs
+(:func:`copyaverage.experiments.book_grids`). The build computes them into the result
+store; a reader who opens a page on Binder (one or two cores, an empty store) would wait
+minutes for them. A *pack* is one
 file holding those runs exactly as the store keeps them (end point, loss, gradient norm,
 Hessian eigenvalues, why the run stopped, solver statistics, options, timings), committed
 under ``results/book_grids/``. Only the trajectory is cut: a packed run keeps its first
@@ -25,8 +26,8 @@ it. The pack is a cache of results, not a result: CI builds the book from a clea
 whose empty store makes the build compute every run itself.
 
 Two results *agree* (:func:`agree`) when they stopped for the same reason and, if they
-converged, their losses differ by at most :data:`~copyaverage.experiments.LOSS_ATOL`,
-their network functions by at most that in mean squared difference, and, where the end
+converged, their losses differ by at most ``LOSS_ATOL`` (1e-10, of
+:mod:`copyaverage.experiments`), their network functions by at most that in mean squared difference, and, where the end
 point determines the weights (n < k on the population loss: every run here), every weight
 that is not that of a silent neuron by at most ``atol`` (1e-7), as in
 :func:`~copyaverage.experiments.verify_sample`. Of two runs that did not converge (a ReLU
@@ -65,7 +66,8 @@ __all__ = [
     "seed_store",
 ]
 
-#: The directory under ``results/`` that holds the pack of :func:`book_grids`.
+#: The directory under ``results/`` that holds the pack of
+#: :func:`~copyaverage.experiments.book_grids`.
 PACK_NAME = "book_grids"
 _ARRAY_FIELDS = ("a", "W", "eigenvalues", "traj_t", "traj_loss", "traj_grad_norm",
                  "traj_param_norm")
