@@ -7,7 +7,7 @@ HTML   := _build/html
 SHELL       := bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: venv test book test-book clean
+.PHONY: venv test book test-book pdf clean
 
 # Re-install only when the declared dependencies change.
 venv: $(VENV)/.stamp
@@ -53,6 +53,17 @@ $(MATHJAX):
 	@command -v npm >/dev/null || { echo "test-book needs npm (apt-get install npm) to fetch MathJax" >&2; exit 1; }
 	mkdir -p .cache/mathjax
 	cd .cache/mathjax && npm pack --silent mathjax@3.2.2 && tar xzf mathjax-3.2.2.tgz
+
+# The book as one PDF, _build/latex/copy-or-average.pdf (jupyter-book's pdflatex builder,
+# which runs xelatex), from the pages `make book` executed; any Sphinx warning fails it.
+# Not part of CI. Needs TeX Live; on Debian or Ubuntu: apt-get install latexmk xindy
+# texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
+# texlive-fonts-extra texlive-plain-generic fonts-freefont-otf (about 1.5 GB).
+pdf: book
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null && command -v xindy >/dev/null \
+		|| { echo "make pdf needs TeX Live (xelatex, latexmk, xindy): see the Makefile" >&2; exit 1; }
+	$(BIN)/jupyter-book build . --builder pdflatex -W -n --keep-going
+	@echo "PDF: $(CURDIR)/_build/latex/copy-or-average.pdf"
 
 clean:
 	rm -rf _build book/*.ipynb

@@ -62,7 +62,9 @@ SLOW_FIRST = ("book/distillation", "book/gradient_flow_relu", "book/basins", "bo
 #: Per cell, as in ``_config.yml`` (``execute.timeout``).
 TIMEOUT = 1800
 #: What the pages read besides their own code (directories are read recursively).
-INPUTS = ("lib", "results", "benchmarks/results", "pyproject.toml")
+#: Not all of ``lib/``: pip writes ``lib/copyaverage.egg-info`` (README text included) at
+#: every editable install, which must not execute every page again.
+INPUTS = ("lib/copyaverage", "results", "benchmarks/results", "pyproject.toml")
 
 
 def toc_pages(toc: Path = ROOT / "_toc.yml") -> list[str]:

@@ -41,7 +41,7 @@ def test_cache_key_ignores_prose_but_not_code(ep, tmp_path):
 
 def test_inputs_digest_is_deterministic_and_covers_the_library(ep):
     assert ep.inputs_digest() == ep.inputs_digest()
-    assert "lib" in ep.INPUTS and "results" in ep.INPUTS
+    assert "lib/copyaverage" in ep.INPUTS and "results" in ep.INPUTS
 
 
 def test_bad_jobs_is_rejected(ep, capsys):
@@ -77,3 +77,7 @@ def test_quick_mode_is_refused(ep, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         ep.main(["--jobs", "1"])
     assert exc.value.code == 2 and "re-runs the full samples" in capsys.readouterr().err
+
+
+def test_the_digest_reads_the_package_not_pips_egg_info(ep):
+    assert "lib/copyaverage" in ep.INPUTS and "lib" not in ep.INPUTS

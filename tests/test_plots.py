@@ -82,3 +82,13 @@ def test_transition_map_keeps_to_the_style():
     ax.legend()
     plots.check_figure(fig)
     assert len(ax.lines) == 3 + 2
+
+
+def test_html_table_has_html_and_a_plain_text_twin():
+    import pandas as pd
+
+    from copyaverage.plots import html_table
+
+    t = html_table(pd.DataFrame({"n": [1, 2], "loss": [0.5, 0.25]}), {"loss": "{:.3f}"})
+    assert "<table" in t._repr_html_() and "0.250" in t._repr_html_()
+    assert repr(t).split() == ["n", "loss", "1", "0.500", "2", "0.250"]  # no index column

@@ -18,7 +18,7 @@ from .classify import CA_OPTIMUM, OTHER, OTHER_CA, PERTURBED_COPY
 __all__ = ["CLASS_COLORS", "FIGURE_WIDTH", "MIN_FONT_PT", "BOOK_STYLE", "use_book_style",
            "check_figure", "glue_figure", "NEURON_STYLES", "TEACHER_COLORS",
            "overlap_trajectories", "norm_trajectories", "ordered_overlaps", "overlap_heatmap",
-           "BOUNDARY_STYLES", "transition_map", "html_table"]
+           "BOUNDARY_STYLES", "transition_map", "html_table", "Table"]
 
 #: Widest figure in inches, the width of the book's text column (about 700 px).
 FIGURE_WIDTH = 7.0
@@ -207,12 +207,25 @@ def transition_map(ax, boundaries, switches):
     return ax
 
 
-def html_table(df, formats=None):
-    """A data frame as an HTML table without its index, for a page to display.
+class Table:
+    """A table for a page to display: HTML in the web book, the same table as plain text
+    where no HTML is drawn (the book's PDF, a terminal)."""
+
+    def __init__(self, html: str, text: str):
+        self.html, self.text = html, text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def html_table(df, formats=None) -> Table:
+    """A data frame as a table without its index, for a page to display (:class:`Table`).
 
     ``formats``: column name -> format string, e.g. ``{"loss": "{:.6f}"}``.
     """
-    from IPython.display import HTML
-
     formatters = {col: fmt.format for col, fmt in (formats or {}).items()}
-    return HTML(df.to_html(index=False, formatters=formatters, border=0))
+    return Table(df.to_html(index=False, formatters=formatters, border=0),
+                 df.to_string(index=False, formatters=formatters))
