@@ -53,8 +53,7 @@ def test_verify_sample_detects_a_changed_end_point(small, tmp_path):
     with np.load(out / "endpoints.npz") as z:
         arrays = dict(z)
     arrays["W_0"] = arrays["W_0"] + 1e-6
-    for name in ("summary.csv", "meta.json"):
-        (tmp_path / name).write_bytes((out / name).read_bytes())
+    _copy_without_checksums(out, tmp_path)
     np.savez_compressed(tmp_path / "endpoints.npz", **arrays)
     check = verify_sample(tmp_path, m=4, seed=0)
     assert not check.set_index("run").matches.loc[0]
@@ -131,10 +130,17 @@ def test_transition_edges_on_a_constructed_sweep():
 
 
 # ------------------------------------------------------------ issue 15, item 6 --
-def _tampered_copy(src, dst, *, arrays=None, rows=None, meta=None):
-    """A copy of exported results in dst with some end points, table cells or meta keys changed."""
-    for name in ("endpoints.npz", "summary.csv", "meta.json"):
+def _copy_without_checksums(src, dst, names=("summary.csv", "meta.json")):
+    """Copy exported files but not SHA256SUMS, so that a file changed afterwards reaches
+    the checks behind the checksums."""
+    for name in names:
         shutil.copy(src / name, dst / name)
+
+
+def _tampered_copy(src, dst, *, arrays=None, rows=None, meta=None):
+    """A copy of exported results in dst with some end points, table cells or meta keys
+    changed (without SHA256SUMS: see _copy_without_checksums)."""
+    _copy_without_checksums(src, dst, ("endpoints.npz", "summary.csv", "meta.json"))
     if arrays:
         with np.load(src / "endpoints.npz") as z:
             ends = dict(z)
@@ -145,7 +151,7 @@ def _tampered_copy(src, dst, *, arrays=None, rows=None, meta=None):
             table.loc[i, column] = value
         table.to_csv(dst / "summary.csv", index=False)
     if meta:
-        m = json.loads((src / "meta.json").read_text())
+        m = json.loads((dst / "meta.json").read_text())
         (dst / "meta.json").write_text(json.dumps(m | meta))
     return dst
 
@@ -361,11 +367,29 @@ def test_quick_mode_re_runs_at_most_one_fast_run_and_spot_check_fails_a_mismatch
     # a tampered end point fails the spot check
     with np.load(out / "endpoints.npz") as z:
         arrays = {name: z[name] + (1e-6 if name.startswith("W_") else 0) for name in z.files}
-    for name in ("summary.csv", "meta.json"):
-        (tmp_path / name).write_bytes((out / name).read_bytes())
+    _copy_without_checksums(out, tmp_path)
     np.savez_compressed(tmp_path / "endpoints.npz", **arrays)
     with pytest.raises(AssertionError):
         spot_check(tmp_path, m=2, seed=0)
     monkeypatch.setenv(QUICK_ENV, "yes")
     with pytest.raises(ValueError, match="must be 1"):
         quick_checks()
+
+
+def test_checksums_commit_and_versions_are_recorded_and_a_changed_file_is_refused(
+        small, tmp_path):
+    from copyaverage.experiments import file_sha256
+
+    out, specs, results = small
+    sums = dict(line.split()[::-1] for line in (out / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == {"endpoints.npz", "summary.csv", "meta.json"}
+    assert sums["summary.csv"] == file_sha256(out / "summary.csv")
+    meta = json.loads((out / "meta.json").read_text())
+    assert {"numpy", "scipy", "autograd", "python"} <= set(meta["machine"])
+    assert meta["git_commit"] is None or len(meta["git_commit"].split("+")[0]) == 40
+    for name in ("summary.csv", "meta.json", "endpoints.npz", "SHA256SUMS"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    with open(tmp_path / "summary.csv", "a") as f:
+        f.write("\n")
+    with pytest.raises(ValueError, match="summary.csv has SHA-256"):
+        load_endpoints(tmp_path)

@@ -63,6 +63,10 @@ __all__ = [
     "k50_specs",
     "export_endpoints",
     "provenance",
+    "file_sha256",
+    "CHECKSUMS",
+    "write_checksums",
+    "check_checksums",
     "load_endpoints",
     "verify_sample",
     "spot_check",
@@ -302,20 +306,59 @@ def k50_specs(n_values=range(1, 50), seeds=range(20), init: str = "glorot"):
     return grid("erf", 50, list(n_values), list(seeds), init)
 
 
+def _git_commit() -> str | None:
+    """The commit checked out in the repository this library is imported from (with
+    ``+changes`` if its files differ from it), or None outside a git checkout."""
+    import subprocess
+
+    root = find_checkout()
+    if root is None:
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
+                                "lib"], check=True, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+changes" if dirty else "")
+
+
 def provenance() -> dict:
-    """``lib_hash``, ``date`` (UTC, ISO 8601) and ``machine`` for a committed result's meta.json."""
-    return dict(lib_hash=code_hash(), date=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+    """``lib_hash``, ``git_commit`` (None outside a git checkout; ``+changes`` when the
+    library's files differ from it), ``date`` (UTC, ISO 8601) and ``machine`` (with the
+    versions of Python, NumPy, SciPy and autograd) for a committed result's meta.json."""
+    from importlib.metadata import version
+
+    import scipy
+
+    return dict(lib_hash=code_hash(), git_commit=_git_commit(),
+                date=_dt.datetime.now(_dt.timezone.utc).isoformat(),
                 machine=dict(platform=platform.platform(), processor=platform.processor(),
                              cpus=os.cpu_count(), python=platform.python_version(),
-                             numpy=np.__version__))
+                             numpy=np.__version__, scipy=scipy.__version__,
+                             autograd=version("autograd")))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file, read in blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def export_endpoints(specs, results, out: str | os.PathLike, command: str, elapsed: float):
     """Write end points, summary table and provenance of a sweep to ``out``.
 
     Files: ``endpoints.npz`` (for run i: ``a_i``, ``W_i``), ``summary.csv``
-    (:func:`summarize`, in the order of the end points) and ``meta.json``
-    (command, library hash, date, machine, wall-clock time, the run specs).
+    (:func:`summarize`, in the order of the end points), ``meta.json``
+    (command, library hash, git commit, date, machine and versions, wall-clock time, the
+    run specs) and ``SHA256SUMS`` (:func:`write_checksums`).
     Each file is written to a temporary name and moved into place.
     """
     out = Path(out)
@@ -332,13 +375,43 @@ def export_endpoints(specs, results, out: str | os.PathLike, command: str, elaps
         specs=[dict(s.params()) for s in specs],
     )
     atomic_write(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    write_checksums(out)
     return table
+
+
+#: The checksum file of a committed experiment, in the format of ``sha256sum``.
+CHECKSUMS = "SHA256SUMS"
+
+
+def write_checksums(path: str | os.PathLike,
+                    names=("endpoints.npz", "summary.csv", "meta.json")) -> Path:
+    """Write ``path/SHA256SUMS`` for the files ``names`` (``sha256sum -c SHA256SUMS``
+    checks them; so does :func:`load_endpoints`)."""
+    path = Path(path)
+    text = "".join(f"{file_sha256(path / name)}  {name}\n" for name in names)
+    return atomic_write(path / CHECKSUMS, lambda f: f.write(text.encode()))
+
+
+def check_checksums(path: str | os.PathLike) -> None:
+    """Raise ValueError, naming the file, if a file listed in ``path/SHA256SUMS`` does not
+    have its checksum (nothing to check without the file)."""
+    path = Path(path)
+    if not (path / CHECKSUMS).is_file():
+        return
+    for line in (path / CHECKSUMS).read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        found = file_sha256(path / name.lstrip("*"))
+        if found != digest:
+            raise ValueError(f"{path / name} has SHA-256 {found[:16]}..., but {CHECKSUMS} "
+                             f"records {digest[:16]}...: the file changed after it was "
+                             "written")
 
 
 def load_endpoints(path: str | os.PathLike):
     """Read what :func:`export_endpoints` wrote: (specs, end points, summary, meta).
 
-    The three files are checked against each other: ``meta.json`` has a
+    The three files are checked against each other (and against ``SHA256SUMS``, where
+    it exists: :func:`check_checksums`): ``meta.json`` has a
     ``lib_hash`` (64 hex digits) and ``runs`` equal to its number of specs; the
     summary has one row per spec, with the spec's activation, k, n, seed and
     init; ``endpoints.npz`` holds exactly ``a_i`` of shape (n,) and ``W_i`` of
@@ -353,6 +426,7 @@ def load_endpoints(path: str | os.PathLike):
     """
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
+    check_checksums(path)
     table = pd.read_csv(path / "summary.csv")
     specs = []
     for p in meta["specs"]:

@@ -46,8 +46,20 @@ CLASS_COLORS = {CA_OPTIMUM: "C0", OTHER_CA: "C1", PERTURBED_COPY: "C2", OTHER: "
 
 
 def use_book_style() -> None:
-    """Apply :data:`BOOK_STYLE` (call once at the top of a page, before any figure)."""
+    """Apply :data:`BOOK_STYLE` (call once at the top of a page, before any figure); in a
+    notebook, also give pandas' styled tables a plain-text form (``Styler.to_string``),
+    which is what the book's PDF shows where the web book shows the HTML table."""
     mpl.rcParams.update(BOOK_STYLE)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the book's packages
+        return
+    shell = get_ipython()
+    if shell is not None:
+        from pandas.io.formats.style import Styler
+
+        plain = shell.display_formatter.formatters["text/plain"]
+        plain.for_type(Styler, lambda styler, printer, cycle: printer.text(styler.to_string()))
 
 
 def check_figure(fig) -> None:
