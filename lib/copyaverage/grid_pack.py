@@ -38,7 +38,6 @@ solver's steps, which round-off on another machine can change (for the same reas
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -51,7 +50,8 @@ import pandas as pd
 from joblib import Parallel, delayed, parallel_config
 
 from .experiments import (LOSS_ATOL, _function_distance, _weight_difference,
-                          _weights_determined, book_grids, provenance, results_root)
+                          _weights_determined, book_grids, file_sha256, provenance,
+                          results_root)
 from .results import FlowResult, Trajectory
 from .store import ResultStore, atomic_write, params_key, result_from_arrays, result_to_arrays
 from .sweep import run, sweep
@@ -85,14 +85,6 @@ def pack_dir(root: str | os.PathLike | None = None) -> Path:
     """``results/book_grids`` of the checkout (or of ``root``; see
     :func:`copyaverage.experiments.results_root`)."""
     return results_root(root) / PACK_NAME
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_pack(out: str | os.PathLike, specs=None, *, n_jobs: int = 2, store=None,
@@ -130,7 +122,7 @@ def write_pack(out: str | os.PathLike, specs=None, *, n_jobs: int = 2, store=Non
     atomic_write(out / "pack.npz", lambda f: f.write(buffer.getvalue()))
     meta = dict(command=command, **provenance(), elapsed_seconds=elapsed, runs=len(specs),
                 sum_of_run_seconds=float(sum(r.timings.get("total", 0.0) for r in results)),
-                sha256=_sha256(out / "pack.npz"))
+                sha256=file_sha256(out / "pack.npz"))
     atomic_write(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     return meta
 
@@ -151,7 +143,7 @@ def read_pack(path: str | os.PathLike) -> tuple[dict, dict]:
         if not (path / name).is_file():
             raise FileNotFoundError(f"{path} holds no {name}: write it with `copyaverage pack`")
     meta = json.loads((path / "meta.json").read_text())
-    digest = _sha256(path / "pack.npz")
+    digest = file_sha256(path / "pack.npz")
     if digest != meta.get("sha256"):
         raise ValueError(f"{path / 'pack.npz'} has SHA-256 {digest[:16]}..., but meta.json "
                          f"records {str(meta.get('sha256'))[:16]}...: the files do not belong "
