@@ -173,6 +173,19 @@ def _directory(text: str) -> Path:
 
 
 # -------------------------------------------------------------------- parser --
+def _store_option(parser) -> None:
+    """``--store DIR``, as every command that touches the result store has it."""
+    parser.add_argument("--store", type=_store_arg, default=None, metavar="DIR",
+                        help="store directory (default: $COPYAVERAGE_STORE or "
+                             "<repo>/.cache/store)")
+
+
+def _jobs_option(parser) -> None:
+    """``--jobs N``, as every command that runs flows in parallel has it."""
+    parser.add_argument("--jobs", type=_jobs, default=2,
+                        help="parallel workers, >= 1, or -1 for all cores (default 2)")
+
+
 _Formatter = argparse.RawDescriptionHelpFormatter  # keeps the line breaks of epilogs
 
 
@@ -256,15 +269,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="wall-clock seconds per run before it stops unconverged (default 3600)")
     s.add_argument("--record-parameters", action="store_true",
                    help="keep the parameters along each trajectory (large for big n)")
-    s.add_argument("--jobs", type=_jobs, default=2,
-                   help="parallel workers, >= 1, or -1 for all cores (default 2)")
+    _jobs_option(s)
     s.add_argument("--backend", choices=BACKENDS, default=None,
                    help="joblib backend (default loky); dask needs dask[distributed]")
     s.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler address, e.g. tcp://127.0.0.1:8786 (only with "
                         "--backend dask; default: a local cluster)")
-    s.add_argument("--store", type=_store_arg, default=None, metavar="DIR",
-                   help="store directory (default: $COPYAVERAGE_STORE or <repo>/.cache/store)")
+    _store_option(s)
     s.add_argument("--recompute", action="store_true", help="ignore stored results")
     s.add_argument("--csv", type=_output_file, default=None, metavar="PATH",
                    help="also write one row per run (the columns of results/*/summary.csv, "
@@ -276,8 +287,7 @@ def _parser() -> argparse.ArgumentParser:
                        description=_text("Print the version, the store directory, the code "
                                          "hash under which results are filed, the number of "
                                          "stored runs and the hashed source files."))
-    i.add_argument("--store", type=_store_arg, default=None, metavar="DIR",
-                   help="store directory (default: $COPYAVERAGE_STORE or <repo>/.cache/store)")
+    _store_option(i)
 
     r = sub.add_parser("prune", formatter_class=_Formatter,
                        help="delete the stored results of other code versions",
@@ -286,8 +296,7 @@ def _parser() -> argparse.ArgumentParser:
                                          "stray temporary files; nothing else in the store "
                                          "directory is touched."),
                        epilog="example:\n  copyaverage prune --dry-run")
-    r.add_argument("--store", type=_store_arg, default=None, metavar="DIR",
-                   help="store directory (default: $COPYAVERAGE_STORE or <repo>/.cache/store)")
+    _store_option(r)
     r.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
     names = "\n".join(f"  {e.name:<18} {e.description}" for e in EXPERIMENTS.values())
@@ -308,10 +317,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=_directory, default=None, metavar="DIR",
                    help="output directory (default: results/<EXPERIMENT> of the repository "
                         "checkout; outside a checkout --out is required)")
-    c.add_argument("--jobs", type=_jobs, default=2,
-                   help="parallel workers, >= 1, or -1 for all cores (default 2)")
-    c.add_argument("--store", type=_store_arg, default=None, metavar="DIR",
-                   help="store directory (default: $COPYAVERAGE_STORE or <repo>/.cache/store)")
+    _jobs_option(c)
+    _store_option(c)
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     v = sub.add_parser("verify", formatter_class=_Formatter,
@@ -346,10 +353,8 @@ def _parser() -> argparse.ArgumentParser:
                        epilog="example:\n  copyaverage pack --jobs 2")
     k.add_argument("--out", type=_directory, default=None, metavar="DIR",
                    help="output directory (default: results/book_grids of the checkout)")
-    k.add_argument("--jobs", type=_jobs, default=2,
-                   help="parallel workers, >= 1, or -1 for all cores (default 2)")
-    k.add_argument("--store", type=_store_arg, default=None, metavar="DIR",
-                   help="store directory (default: $COPYAVERAGE_STORE or <repo>/.cache/store)")
+    _jobs_option(k)
+    _store_option(k)
     k.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("seed", formatter_class=_Formatter,
@@ -372,8 +377,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="how many packed runs to re-run first (default 6)")
     e.add_argument("--seed", type=_seed, default=None,
                    help="seed of the random choice of runs (default: a fresh choice)")
-    e.add_argument("--store", type=_store_arg, default=None, metavar="DIR",
-                   help="store directory (default: $COPYAVERAGE_STORE or <repo>/.cache/store)")
+    _store_option(e)
     p.subcommands = {"sweep": s, "info": i, "prune": r, "recompute": c, "verify": v,
                      "pack": k, "seed": e}
     return p
@@ -505,16 +509,23 @@ def _sweep(args, parser) -> int:
     return 0
 
 
-def _results_dir(args, parser, option: str) -> Path:
-    from .experiments import committed_results_dir
-
+def _given_or_default(args, parser, option: str, default) -> Path:
+    """The directory given with ``--<option>``, else ``default()`` (the checkout's); outside
+    a checkout, argparse's error asking for the option."""
     given = getattr(args, option)
     if given is not None:
         return given
     try:
-        return committed_results_dir(args.experiment)
+        return default()
     except FileNotFoundError as exc:
         parser.error(f"{exc} with --{option} DIR")
+
+
+def _results_dir(args, parser, option: str) -> Path:
+    from .experiments import committed_results_dir
+
+    return _given_or_default(args, parser, option,
+                             lambda: committed_results_dir(args.experiment))
 
 
 def _recompute(args, parser, argv) -> int:
@@ -544,13 +555,7 @@ def _verify(args, parser) -> int:
 def _pack_dir(args, parser, option: str) -> Path:
     from .grid_pack import pack_dir
 
-    given = getattr(args, option)
-    if given is not None:
-        return given
-    try:
-        return pack_dir()
-    except FileNotFoundError as exc:
-        parser.error(f"{exc} with --{option} DIR")
+    return _given_or_default(args, parser, option, pack_dir)
 
 
 def _pack(args, parser, argv) -> int:
