@@ -115,3 +115,31 @@ def test_find_critical_returns_to_an_erf_saddle_and_agrees_with_newton_critical_
     assert cholesky(H, shift_for(H)) is None
     nr = newton_critical_point(start[:2], start[2:].reshape(2, 5), T, "erf", tol=1e-13)
     assert nr.converged and np.linalg.norm(pack(nr.a, nr.W) - theta) < 1e-9
+
+
+def test_trust_region_minimum_leaves_the_saddle_that_newton_returns_to():
+    """From next to the CA saddle (0,1 | 2,3) (k = 4, n = 2) the trust-region method goes
+    downhill to a minimum with lower loss, while Newton's method returns to the saddle."""
+    from copyaverage.critical import trust_region_minimum
+
+    T = Teacher.orthonormal(4)
+    a, W = copy_average_point([[0, 1], [2, 3]], T, "erf")
+    saddle = analyze_point(a, W, T, "erf")
+    rng = np.random.default_rng(1)
+    a0, W0 = a + 1e-5 * rng.standard_normal(2), W + 1e-5 * rng.standard_normal(W.shape)
+    end = analyze_point(*trust_region_minimum(a0, W0, T, "erf"), T, "erf")
+    assert end.grad_norm < 1e-9 and end.n_negative == 0
+    assert end.loss < saddle.loss - 1e-3
+
+
+def test_smallest_cosine_of_turned_rows_and_bad_input():
+    from copyaverage.critical import smallest_cosine
+
+    W_ref = np.array([[1.0, 0.0], [0.0, 2.0]])
+    W = np.array([[3.0, 0.0], [1.0, 1.0]])  # the second row turned by 45 degrees
+    assert smallest_cosine(W, W_ref) == pytest.approx(np.sqrt(0.5), rel=1e-14)
+    assert smallest_cosine(W_ref, W_ref) == pytest.approx(1.0, rel=1e-14)
+    with pytest.raises(ValueError, match="same shape"):
+        smallest_cosine(W, W_ref[:1])
+    with pytest.raises(ValueError, match="nonzero"):
+        smallest_cosine(np.zeros((2, 2)), W_ref)

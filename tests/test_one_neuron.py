@@ -238,3 +238,23 @@ def test_profiled_loss_vectorized_matches_reduced_loss():
         np.testing.assert_allclose(got[:20], want, atol=1e-13)
     with pytest.raises(ValueError, match="non-zero"):
         profiled_loss(np.zeros((2, T.d)), T, "erf")
+
+
+def test_critical_point_label_finds_listed_points_and_relu_rays():
+    from copyaverage.one_neuron import critical_point_label
+
+    T = Teacher.orthonormal(3)
+    for name in ("erf", "relu"):
+        points = one_neuron_critical_points(T, name)
+        for p in points:
+            assert critical_point_label(p.a, p.W, points, name) == p.label
+    relu = one_neuron_critical_points(T, "relu")
+    best = relu[0]
+    # the same ReLU ray, rescaled: (a, w) -> (a / 2, 2 w)
+    assert critical_point_label(best.a / 2, 2 * best.W, relu, "relu") == best.label
+    # rescaling is not a symmetry of erf
+    erf = one_neuron_critical_points(T, "erf")
+    assert critical_point_label(erf[0].a / 2, 2 * erf[0].W, erf, "erf") is None
+    assert critical_point_label([0.0], best.W, relu, "relu") == "trivial (a = 0)"
+    with pytest.raises(ValueError, match="one-neuron"):
+        critical_point_label([1.0, 2.0], np.ones((2, 4)), relu, "relu")

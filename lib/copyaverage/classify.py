@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .activations import Activation, get_activation
-from .configurations import ca_optimum_point, nearest_copy_average
+from .configurations import ca_optimum_point, nearest_copy_average, signed_cosines
 from .loss import check_student, population_loss
 from .one_neuron import is_unit_orthonormal
 from .teacher import Teacher
@@ -76,7 +76,6 @@ __all__ = [
     "OTHER",
     "LABELS",
     "DEFAULT_THRESHOLDS",
-    "signed_cosines",
     "Classification",
     "classify",
     "ca_optimum_loss",
@@ -150,14 +149,6 @@ def _check_unit_orthonormal(teacher: Teacher):
                          "(orthonormal v_j and every a*_j = 1)")
 
 
-def signed_cosines(a, W, teacher: Teacher) -> np.ndarray:
-    """sign(a_i) w_i . v_j / norm(w_i), shape (n, k): positive when student neuron i adds
-    teacher neuron j to its output (0 for a neuron with w_i = 0)."""
-    a, W = np.asarray(a, dtype=float), np.asarray(W, dtype=float)
-    norms = np.linalg.norm(W, axis=1)
-    return np.sign(a)[:, None] * ((W @ teacher.V.T) / np.where(norms > 0, norms, 1.0)[:, None])
-
-
 def ca_optimum_loss(n: int, teacher: Teacher, activation: str | Activation) -> float:
     """Loss of the CA configuration with n - 1 copies and one average of k - n + 1.
 
@@ -217,6 +208,7 @@ def classify(a, W, teacher: Teacher, activation: str | Activation, *,
     norms = np.linalg.norm(W, axis=1)
     U = (W @ teacher.V.T) / np.where(norms > 0, norms, 1.0)[:, None]
     S = signed_cosines(a, W, teacher)
+    S[a == 0] = 0.0  # a silent neuron adds nothing: it copies no teacher neuron
     copy_cos = S.max(axis=1)
     best_teacher = S.argmax(axis=1)
     alive = bool(np.all(norms > 0) and np.all(a != 0))

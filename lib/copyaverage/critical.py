@@ -34,6 +34,8 @@ __all__ = [
     "newton_critical_point",
     "search_critical_points",
     "signature_kind",
+    "smallest_cosine",
+    "trust_region_minimum",
 ]
 
 #: Default relative tolerance below which a Hessian eigenvalue counts as zero.
@@ -305,3 +307,48 @@ def search_critical_points(teacher: Teacher, activation: str | Activation, n: in
         if nr.converged:
             found.append(nr)
     return found
+
+
+def trust_region_minimum(a0, W0, teacher: Teacher, activation: str | Activation, *,
+                         gtol: float = 1e-10, max_iter: int = 1000):
+    """A minimum of the loss reached downhill from (a0, W0) by a trust-region method.
+
+    SciPy's ``trust-exact`` with the exact gradient and Hessian (closed forms for erf
+    and ReLU): unlike :func:`newton_critical_point`, which stops at the nearest critical
+    point of any type, this only goes downhill, so from near a saddle it leaves the
+    saddle. Stops when the gradient norm is at most ``gtol`` or after ``max_iter``
+    iterations; check the result with :func:`analyze_point`.
+
+    Returns
+    -------
+    a : ndarray, shape (n,)
+    W : ndarray, shape (n, d)
+    """
+    from scipy.optimize import minimize
+
+    from .derivatives import Objective
+
+    act = get_activation(activation)
+    a0, W0 = check_student(a0, W0, teacher)
+    n, d = W0.shape
+    obj = Objective(teacher, act, n)
+    res = minimize(obj.loss, pack(a0, W0), jac=obj.gradient, hess=obj.hessian,
+                   method="trust-exact", options=dict(gtol=gtol, maxiter=max_iter))
+    a, W = unpack(res.x, n, d)
+    return a.copy(), W.copy()
+
+
+def smallest_cosine(W, W_ref) -> float:
+    """The smallest cosine between a row of W and the same row of W_ref.
+
+    How far the worst-turned neuron has turned: 1 when every w_i points where its
+    reference does. Both arrays have shape (n, d) and no zero row.
+    """
+    W, W_ref = np.asarray(W, dtype=float), np.asarray(W_ref, dtype=float)
+    if W.ndim != 2 or W.shape != W_ref.shape:
+        raise ValueError(f"W and W_ref must be (n, d) arrays of the same shape, got "
+                         f"{W.shape} and {W_ref.shape}")
+    norms = np.linalg.norm(W, axis=1) * np.linalg.norm(W_ref, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("smallest_cosine needs rows of nonzero length")
+    return float(np.min(np.sum(W * W_ref, axis=1) / norms))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classify import (CA_OPTIMUM, NOT_CONVERGED, OTHER, OTHER_CA, PERTURBED_COPY,
-                       signed_cosines)
+from .classify import CA_OPTIMUM, NOT_CONVERGED, OTHER, OTHER_CA, PERTURBED_COPY
+from .configurations import signed_cosines
 
 __all__ = ["explorer_data", "explorer_html", "EXPLORER_COLORS", "OTHER_COLOR", "INIT_NAMES",
            "DECIMALS"]
@@ -48,7 +48,7 @@ def explorer_data(specs, results, table) -> dict:
         ``activation``, ``init``, ``k``, ``n``, ``seed``, ``label``, ``loss``,
         ``converged`` and ``cosines``: the n x k matrix of signed cosines
         sign(a_i) w_i . v_j / norm(w_i) of the end point, row by row (as in
-        :func:`copyaverage.classify.signed_cosines`, 0 for a neuron with w_i = 0), rounded to
+        :func:`copyaverage.configurations.signed_cosines`, 0 for a neuron with w_i = 0), rounded to
         :data:`DECIMALS` decimals.
     """
     specs, results = list(specs), list(results)

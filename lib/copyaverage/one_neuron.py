@@ -66,6 +66,7 @@ __all__ = [
     "OneNeuronOptimum",
     "anti_average_product_relu",
     "best_of_random_starts",
+    "critical_point_label",
     "gelu_ray_loss",
     "gelu_relu_limit",
     "is_unit_orthonormal",
@@ -540,6 +541,36 @@ def one_neuron_critical_points(teacher: Teacher, activation: str | Activation) -
     out = [analyze_point(np.array([a]), w[None, :], teacher, act, label) for label, a, w in pts]
     return sorted(out, key=lambda p: p.loss)
 
+
+
+def critical_point_label(a, W, points, activation: str | Activation, atol: float = 1e-7):
+    """The label of the listed one-neuron critical point that (a, W) is, if any.
+
+    ``points`` are records with ``a``, ``W`` and ``label`` (as returned by
+    :func:`one_neuron_critical_points`). For ReLU, whose loss does not change under
+    (a, w) -> (a / c, c w) for c > 0, a point is the same as a listed one when the
+    directions of w and the products a |w| agree to ``atol``; for the other
+    activations when a and w agree to ``atol``. A point with |a| < 1e-6 that matches
+    none is ``"trivial (a = 0)"``; any other unmatched point gives None.
+    """
+    act = get_activation(activation)
+    a, W = np.asarray(a, dtype=float).ravel(), np.asarray(W, dtype=float)
+    if a.shape != (1,) or W.ndim != 2 or W.shape[0] != 1:
+        raise ValueError(f"critical_point_label takes a one-neuron student (a of shape "
+                         f"(1,), W of shape (1, d)), got {a.shape} and {W.shape}")
+    a, w = a[0], W[0]
+    r = np.linalg.norm(w)
+    for p in points:
+        pa, pw = p.a[0], p.W[0]
+        if act.kind == "relu" and r > 0:
+            pr = np.linalg.norm(pw)
+            same = (np.allclose(w / r, pw / pr, atol=atol)
+                    and abs(a * r - pa * pr) < atol)
+        else:
+            same = abs(a - pa) < atol and np.allclose(w, pw, atol=atol)
+        if same:
+            return p.label
+    return "trivial (a = 0)" if abs(a) < 1e-6 else None
 
 
 # ------------------------------------------------- GELU at large norms ---
