@@ -11,9 +11,12 @@ its end point can be compared with the default one. Writes prof_*.json and end_*
 the current directory. Not run yet (2026-12-01): run it on an idle machine, the numbers
 are timings.
 """
+import os
 import sys, time, json
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"  # one BLAS thread, as the sweep workers run (before numpy loads)
 import numpy as np
-from threadpoolctl import threadpool_limits
 import copyaverage.ode as ode
 from copyaverage.sweep import RunSpec
 from copyaverage.flow import gradient_flow
@@ -51,10 +54,9 @@ ode.Float32BDF.__init__ = init
 
 spec = RunSpec("erf", k, n, seed, "glorot")
 a0, W0 = spec.start()
-with threadpool_limits(1):
-    t0 = time.perf_counter()
-    r = gradient_flow(a0, W0, spec.teacher(), "erf", max_time=max_time, **dict(spec.options))
-    wall = time.perf_counter() - t0
+t0 = time.perf_counter()
+r = gradient_flow(a0, W0, spec.teacher(), "erf", max_time=max_time, **dict(spec.options))
+wall = time.perf_counter() - t0
 print(json.dumps(dict(wall=wall, converged=r.converged, loss=r.loss, grad=r.grad_norm,
                       stats={k: v for k, v in r.stats.items()}, timings=r.timings), default=str))
 lu = log["lu"]; jac = log["jac"]

@@ -15,7 +15,7 @@ PAGES = sorted(BOOK.glob("*.md"))
 MAX_LINE = 88
 #: Most non-blank lines a code cell may show; longer cells are collapsed (hide-input or
 #: hide-cell: the reader opens them with one click) or their helpers live in the library.
-MAX_VISIBLE_LINES = 25
+MAX_VISIBLE_LINES = 15
 _HIDING = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
 
 

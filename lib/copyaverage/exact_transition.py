@@ -1395,7 +1395,7 @@ def _crossings(f, n_int, values, labels=None):
 
 
 def transition(k: int, activation: str | Activation = "erf") -> "pd.DataFrame":
-    """CA optimum and perturbed copy for every student width n = 1 .. k - 1.
+    """CA optimum and perturbed copy for every student width n from 1 to k - 1.
 
     Everything comes from closed forms and the block spectra: no dense Hessian,
     so k = 10^4 takes seconds.

@@ -109,6 +109,14 @@ for (let i = 0; i < R.k.length; i++) {
   if (R.seed[i] === seed) chosen = i;
 }
 pts.data = P;
+// the loss axis spans at least a factor of 10, so that seeds ending at the same minimum
+// do not leave a zoomed-in axis whose tick labels all print the same value
+const pos = P.loss.filter(v => v > 0);
+if (pos.length) {
+  const lo = Math.min(...pos), hi = Math.max(...pos);
+  const g = Math.sqrt(lo * hi), f = Math.max(Math.sqrt(10), Math.sqrt(hi / lo) * 1.3);
+  loss_range.start = g / f; loss_range.end = g * f;
+}
 const C = {i: [], j: [], u: []};
 if (chosen >= 0) {
   const u = R.cosines[chosen];
@@ -225,6 +233,7 @@ def explorer_html(data: dict, exact: dict | None = None, *, width: int = 680) ->
                   title="End points of the chosen setting (colour: class)")
     left.scatter("seed", "loss", source=pts, color="color", size="size", alpha=0.85)
     left.x_range = Range1d(seeds[0] - 0.5, seeds[-1] + 0.5)
+    left.y_range = Range1d(1e-3, 1.0)  # set by the callback for each setting
     left.xaxis.ticker = SingleIntervalTicker(interval=1)
     left.yaxis.formatter = PrintfTickFormatter(format="%.6g")
     left.add_tools(HoverTool(tooltips=[("seed", "@seed"), ("loss", "@loss{0.000e}"),
@@ -254,9 +263,9 @@ def explorer_html(data: dict, exact: dict | None = None, *, width: int = 680) ->
             ax.major_label_text_font_size = "11px"
         fig.title.text_font_size = "12px"
 
-    args = dict(runs=runs, pts=pts, cells=cells, curve=curve, mark=mark, heat=heat, trans=trans,
-                act_select=act_select, init_select=init_select, k_select=k_select,
-                n_select=n_select, seed_slider=seed_slider, info=info, valid_k=valid_k,
+    args = dict(runs=runs, pts=pts, loss_range=left.y_range, cells=cells, curve=curve,
+                mark=mark, heat=heat, trans=trans, act_select=act_select,
+                init_select=init_select, k_select=k_select, n_select=n_select, seed_slider=seed_slider, info=info, valid_k=valid_k,
                 exact=exact_cols, colors=EXPLORER_COLORS, other_color=OTHER_COLOR,
                 not_converged=NOT_CONVERGED,
                 init_names=INIT_NAMES)

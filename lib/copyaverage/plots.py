@@ -9,6 +9,8 @@ before handing it to the page. A page column shows about 700 px, so a figure at 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,7 +20,7 @@ from .classify import CA_OPTIMUM, OTHER, OTHER_CA, PERTURBED_COPY
 __all__ = ["CLASS_COLORS", "FIGURE_WIDTH", "MIN_FONT_PT", "BOOK_STYLE", "use_book_style",
            "check_figure", "glue_figure", "NEURON_STYLES", "TEACHER_COLORS",
            "overlap_trajectories", "norm_trajectories", "ordered_overlaps", "overlap_heatmap",
-           "BOUNDARY_STYLES", "transition_map", "html_table", "Table"]
+           "BOUNDARY_STYLES", "transition_map", "html_table", "checksum_table", "round_off", "Table"]
 
 #: Widest figure in inches, the width of the book's text column (about 700 px).
 FIGURE_WIDTH = 7.0
@@ -233,11 +235,43 @@ class Table:
         return self.text
 
 
-def html_table(df, formats=None) -> Table:
+def html_table(df, formats=None, *, breakable: bool = False) -> Table:
     """A data frame as a table without its index, for a page to display (:class:`Table`).
 
-    ``formats``: column name -> format string, e.g. ``{"loss": "{:.6f}"}``.
+    ``formats``: column name -> format string, e.g. ``{"loss": "{:.6f}"}``, or a function
+    of the value returning its text.
+    ``breakable``: long unbroken values (checksums, paths) may wrap anywhere, so that
+    the table fits the text column (the book's CSS, class ``breakable``); numbers in
+    other tables never wrap inside.
     """
-    formatters = {col: fmt.format for col, fmt in (formats or {}).items()}
-    return Table(df.to_html(index=False, formatters=formatters, border=0),
+    formatters = {col: fmt if callable(fmt) else fmt.format
+                  for col, fmt in (formats or {}).items()}
+    classes = "breakable" if breakable else None
+    return Table(df.to_html(index=False, formatters=formatters, border=0, classes=classes),
                  df.to_string(index=False, formatters=formatters))
+
+
+def round_off(floor: float):
+    """A number formatter for tables: values of magnitude below ``floor`` (round-off, of
+    either sign) print as "< floor", the others in ``.1e`` notation."""
+    if not (isinstance(floor, float) and floor > 0):
+        raise ValueError(f"floor must be a positive float, got {floor!r}")
+
+    def text(value) -> str:
+        return f"< {floor:.0e}" if abs(value) < floor else f"{value:.1e}"
+
+    return text
+
+
+def checksum_table(paths) -> Table:
+    """Experiment (folder), file, size in MB and SHA-256 of each file, as a :class:`Table`.
+
+    What ``sha256sum`` prints for a download of the same file.
+    """
+    import pandas as pd
+
+    from .experiments import file_sha256
+
+    rows = [{"experiment": p.parent.name, "file": p.name, "MB": p.stat().st_size / 1e6,
+             "SHA-256": file_sha256(p)} for p in map(Path, paths)]
+    return html_table(pd.DataFrame(rows), {"MB": "{:.2f}"}, breakable=True)

@@ -59,6 +59,8 @@ class Teacher:
     V : array_like, shape (k, d)
         Incoming vectors v_j as rows.
 
+    Notes
+    -----
     The arrays are copied (and the copies made read-only): the caller's arrays
     stay writable, and changing them does not change the teacher.
 
