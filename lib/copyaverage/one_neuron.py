@@ -549,8 +549,8 @@ def critical_point_label(a, W, points, activation: str | Activation, atol: float
     ``points`` are records with ``a``, ``W`` and ``label`` (as returned by
     :func:`one_neuron_critical_points`). For ReLU, whose loss does not change under
     (a, w) -> (a / c, c w) for c > 0, a point is the same as a listed one when the
-    directions of w and the products a |w| agree to ``atol``; for the other
-    activations when a and w agree to ``atol``. A point with |a| < 1e-6 that matches
+    directions of w and the products ``a |w|`` agree to ``atol``; for the other
+    activations when a and w agree to ``atol``. A point with ``|a| < 1e-6`` that matches
     none is ``"trivial (a = 0)"``; any other unmatched point gives None.
     """
     act = get_activation(activation)
