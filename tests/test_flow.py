@@ -255,3 +255,23 @@ def test_rkc_solves_a_stiff_linear_problem_with_events():
     assert sol.t_events[0][0] == pytest.approx(math.log(2), abs=1e-5)
     # explicit Euler would need > 3e6 steps (h < 2e-6) for stability alone
     assert sol.t.size < 3000
+
+
+def test_fresh_jacobian_re_evaluates_after_halvings_and_reaches_the_same_end_point():
+    """k = 30, n = 15, Glorot seed 0 reaches the stiff phase (float32 BDF) and halves steps
+    there: with fresh_jacobian the extra Jacobians show in njev, and the end point is the
+    same minimum as without."""
+    from copyaverage.sweep import RunSpec
+
+    spec = RunSpec("erf", 30, 15, 0, "glorot")
+    a0, W0 = spec.start()
+    plain = gradient_flow(a0, W0, spec.teacher(), "erf")
+    fresh = gradient_flow(a0, W0, spec.teacher(), "erf", fresh_jacobian=True)
+    assert plain.stats["methods"] == fresh.stats["methods"] == ["rkc", "bdf32"]
+    assert fresh.stats["njev"] > plain.stats["njev"]
+    assert plain.converged and fresh.converged
+    assert np.abs(np.concatenate([plain.a, plain.W.ravel()])
+                  - np.concatenate([fresh.a, fresh.W.ravel()])).max() < 1e-7
+    assert fresh.options["fresh_jacobian"] is True and "fresh_jacobian" not in plain.options
+    with pytest.raises(ValueError, match="fresh_jacobian must be True or False"):
+        gradient_flow(a0, W0, spec.teacher(), "erf", fresh_jacobian="yes")

@@ -749,6 +749,8 @@ class Experiment:
         Standard deviation of every initial weight for ``init="gaussian"``.
     activation : str
         "erf" (default) or "relu".
+    options : tuple of (name, value) pairs
+        Gradient-flow options of every run (``copyaverage.sweep.FLOW_OPTIONS``).
     """
 
     name: str
@@ -759,10 +761,11 @@ class Experiment:
     seeds: tuple = tuple(range(20))
     std: float = 0.1
     activation: str = "erf"
+    options: tuple = ()
 
     def specs(self) -> list[RunSpec]:
         return grid(self.activation, self.k, list(self.n_values), list(self.seeds), self.init,
-                    std=self.std)
+                    std=self.std, **dict(self.options))
 
 
 def _width_experiment(k: int, n_lo: int, n_hi: int) -> Experiment:

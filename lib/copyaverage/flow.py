@@ -229,7 +229,7 @@ class _Counter:
 
 def _validate_options(*, tol, method, rtol, atol, t_max, max_time, switch_gradient,
                       max_polish_distance, max_newton_iterations, trajectory_per_decade,
-                      record_parameters, eigenvalues) -> dict:
+                      record_parameters, eigenvalues, fresh_jacobian=False) -> dict:
     """Check the options of :func:`gradient_flow`; return them as plain Python values."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
@@ -250,6 +250,10 @@ def _validate_options(*, tol, method, rtol, atol, t_max, max_time, switch_gradie
                    trajectory_per_decade=_check_int(trajectory_per_decade,
                                                     "trajectory_per_decade", 0),
                    record_parameters=bool(record_parameters), eigenvalues=bool(eigenvalues))
+    if not isinstance(fresh_jacobian, (bool, np.bool_)):
+        raise ValueError(f"fresh_jacobian must be True or False, got {fresh_jacobian!r}")
+    if fresh_jacobian:  # recorded only when set, so that the default runs keep their options
+        options["fresh_jacobian"] = True
     return options
 
 
@@ -267,6 +271,7 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                   trajectory_per_decade: int = 10,
                   record_parameters: bool = True,
                   eigenvalues: bool = True,
+                  fresh_jacobian: bool = False,
                   data=None) -> FlowResult:
     """Follow gradient flow from (a0, W0) to a critical point of the population loss
     (or, with ``data``, of the empirical loss on that sample).
@@ -305,6 +310,12 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
         Keep theta along the trajectory (default True); else only t, loss, ``|g|``.
     eigenvalues : bool
         Compute the Hessian spectrum at the end point (default True).
+    fresh_jacobian : bool
+        In the stiff phase of ``method="auto"``, re-evaluate the Jacobian when scipy's BDF
+        halves a step after a failed Newton solve (:class:`copyaverage.ode.Float32BDF`):
+        about half the factorizations on large students, a trajectory that differs at the
+        level of the solver tolerances. Default False (every committed experiment before
+        2026-12-02 ran without it).
     data : array_like (N, d), optional
         A sample of inputs, one per row (e.g. :func:`copyaverage.empirical.sample_inputs`):
         then the flow follows the empirical loss (1/N) sum_s (f(x_s) - f*(x_s))^2 of
@@ -332,7 +343,8 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
                                 max_polish_distance=max_polish_distance,
                                 max_newton_iterations=max_newton_iterations,
                                 trajectory_per_decade=trajectory_per_decade,
-                                record_parameters=record_parameters, eigenvalues=eigenvalues)
+                                record_parameters=record_parameters, eigenvalues=eigenvalues,
+                                fresh_jacobian=fresh_jacobian)
     n, d = W0.shape
     if data is None:
         objective = Objective(teacher, act, n)
@@ -352,7 +364,8 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     deadline = t_start + max_time
     ode = OdePhase(C, theta, L, g, n=n, k=teacher.k, d=d, method=method, tol=tol,
                    switch_gradient=switch_gradient, rtol=rtol, atol=atol, t_max=t_max,
-                   deadline=deadline, relu=act.kind == "relu", recorder=rec, stats=stats)
+                   deadline=deadline, relu=act.kind == "relu", recorder=rec, stats=stats,
+                   fresh_jacobian=fresh_jacobian)
     end = _End()
     while True:
         event = ode.advance()

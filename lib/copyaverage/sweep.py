@@ -72,7 +72,7 @@ class CodeMismatchError(RuntimeError):
 #: gradient_flow options a RunSpec may set.
 FLOW_OPTIONS = ("tol", "method", "rtol", "atol", "t_max", "max_time", "switch_gradient",
                 "max_polish_distance", "max_newton_iterations", "trajectory_per_decade",
-                "record_parameters", "eigenvalues")
+                "record_parameters", "eigenvalues", "fresh_jacobian")
 
 
 @dataclass(frozen=True)
