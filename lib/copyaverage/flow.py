@@ -313,7 +313,8 @@ def gradient_flow(a0, W0, teacher: Teacher, activation: str | Activation, *,
     fresh_jacobian : bool
         In the stiff phase of ``method="auto"``, re-evaluate the Jacobian when scipy's BDF
         halves a step after a failed Newton solve (:class:`copyaverage.ode.Float32BDF`):
-        about half the factorizations on large students, a trajectory that differs at the
+        on large students a median 0.64 times the factorizations and 0.75 times the wall
+        time (``benchmarks/bench_fresh_jacobian.py``), and a trajectory that differs at the
         level of the solver tolerances. Default False (every committed experiment before
         2026-12-02 ran without it).
     data : array_like (N, d), optional
